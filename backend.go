@@ -1,0 +1,89 @@
+package memo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Backend stores opaque bytes under string keys. It knows nothing of codecs
+// or Go types: memo hands it finished envelopes (see [Entry]) and reads them
+// back.
+//
+// Implementations must be safe for concurrent use by multiple goroutines.
+// Every method honours ctx: when ctx ends the method returns promptly with an
+// error wrapping ctx.Err(). memo treats every error from a Backend as a fault
+// of the cache, never of the caller: a failed Get is a miss and a failed Set
+// is reported (see [OnError]) while the caller still gets fn's answer.
+//
+// Keys that memo passes have the form "<namespace key>:<id>" where the id
+// contains no ':' (see [Func.Key]); they are at most 250 bytes of printable
+// ASCII without spaces, so they are legal on every store memo ships.
+type Backend interface {
+	// Get returns the value stored under key. A missing or expired key is
+	// (nil, false, nil), never an error. The returned slice belongs to the
+	// caller only for reading: it must not be modified.
+	Get(ctx context.Context, key string) (value []byte, ok bool, err error)
+
+	// Set stores value under key for ttl. A ttl of 0 means no expiry (the
+	// store may still evict); a store whose expiry has a coarser resolution
+	// than ttl rounds it up, never down. Set must not keep a reference to
+	// value after it returns. A value the store cannot hold returns an error
+	// wrapping [ErrTooLarge].
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Clearer is implemented by a [Backend] that can drop a whole namespace.
+// Every backend that memo ships implements it.
+//
+// Clear removes every key of the form ns + ":" + id where id contains no
+// ':'. Keys of other namespaces are left alone, including namespaces of which
+// ns is a prefix ("a" never touches "ab:1") and nested ones ("a" never
+// touches "a:b:1"). Stores that cannot list keys may implement Clear with a
+// generation counter, so that the old entries become unreachable at once and
+// expire later. Clear is safe for concurrent use with every other method;
+// entries written concurrently with a Clear may or may not survive it.
+type Clearer interface {
+	Clear(ctx context.Context, ns string) error
+}
+
+// ErrTooLarge is wrapped by the error a [Backend] returns from Set when the
+// value exceeds what the store accepts (Memcached's item size, DynamoDB's
+// item limit, the in-memory backend's byte bound). memo reports it and still
+// returns fn's answer.
+var ErrTooLarge = errors.New("memo: value too large for the backend")
+
+// ErrClearUnsupported is returned by [Func.Clear] when the backend does not
+// implement [Clearer].
+var ErrClearUnsupported = errors.New("memo: backend cannot clear a namespace")
+
+// BackendError is what memo reports (see [OnError]) when a backend call
+// fails or an entry it read cannot be used. memo never returns it from
+// [Func.Call]: the cache fails open.
+type BackendError struct {
+	Op  string // "get", "set", "delete", "clear", "decode" or "encode"
+	Key string // the backend key, or the namespace key for "clear"
+	Err error  // the underlying error
+}
+
+func (e *BackendError) Error() string {
+	return fmt.Sprintf("memo: %s %q: %v", e.Op, e.Key, e.Err)
+}
+
+func (e *BackendError) Unwrap() error { return e.Err }
+
+// SplitKey splits a key that memo built into its namespace key and its id, at
+// the last ':'. Backends that keep per-namespace state (a generation counter,
+// a partition key) use it. ok is false when key holds no ':'.
+func SplitKey(key string) (ns, id string, ok bool) {
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == ':' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return "", "", false
+}
