@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/gomemo/memo/backends/memory"
 )
 
 // Backend stores opaque bytes under string keys. It knows nothing of codecs
@@ -55,7 +57,7 @@ type Clearer interface {
 // value exceeds what the store accepts (Memcached's item size, DynamoDB's
 // item limit, the in-memory backend's byte bound). memo reports it and still
 // returns fn's answer.
-var ErrTooLarge = errors.New("memo: value too large for the backend")
+var ErrTooLarge = memory.ErrTooLarge // one value, shared with the in-memory backend
 
 // ErrClearUnsupported is returned by [Func.Clear] when the backend does not
 // implement [Clearer].

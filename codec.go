@@ -1,0 +1,42 @@
+package memo
+
+import (
+	"encoding/json"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Codec turns a function's result into the bytes memo stores and back.
+//
+// Marshal receives a pointer to the result (a *R) and Unmarshal a pointer to
+// a zero R to fill. Implementations must be safe for concurrent use. The
+// name is written into every stored entry: an entry written by a codec of
+// another name is a miss, so renaming a codec invalidates its entries.
+type Codec interface {
+	// Name identifies the codec in stored entries. It must be non-empty,
+	// at most 255 bytes, and stable across releases.
+	Name() string
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// JSON is the default [Codec]: encoding/json. Its payload is the HTTP body
+// that httpadapter serves as is.
+var JSON Codec = jsonCodec{}
+
+// Msgpack is a [Codec] using github.com/vmihailenco/msgpack/v5: smaller and
+// faster to decode than JSON. Its time.Time values keep their instant but
+// come back in the local time zone.
+var Msgpack Codec = msgpackCodec{}
+
+type jsonCodec struct{}
+
+func (jsonCodec) Name() string                       { return "json" }
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+type msgpackCodec struct{}
+
+func (msgpackCodec) Name() string                       { return "msgpack" }
+func (msgpackCodec) Marshal(v any) ([]byte, error)      { return msgpack.Marshal(v) }
+func (msgpackCodec) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }

@@ -1,0 +1,112 @@
+package memo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+)
+
+// PanicError is what a caller of a memoized function panics with when fn
+// panicked while computing the answer it waited for. Value is what fn
+// panicked with; Stack is fn's goroutine stack at the panic.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (p *PanicError) Error() string {
+	return fmt.Sprintf("memo: fn panicked: %v\n\n%s", p.Value, p.Stack)
+}
+
+// Unwrap returns the panic value when it is an error.
+func (p *PanicError) Unwrap() error {
+	err, _ := p.Value.(error)
+	return err
+}
+
+var errGoexit = errors.New("memo: fn called runtime.Goexit")
+
+// group deduplicates concurrent computations of one key, like
+// golang.org/x/sync/singleflight, with context semantics that singleflight
+// lacks: the computation runs on its own goroutine with a context that keeps
+// the first caller's values but none of its cancellation; each caller waits
+// on its own ctx and leaves alone when it ends; the computation's context is
+// cancelled only when every caller has left.
+type group[T any] struct {
+	mu sync.Mutex
+	m  map[string]*flight[T]
+}
+
+type flight[T any] struct {
+	done    chan struct{}
+	cancel  context.CancelFunc
+	waiters int // guarded by group.mu
+	taken   atomic.Int32
+	val     T
+	panic   *PanicError
+}
+
+// do returns the result of work for key, running work at most once at a
+// time per key. first is true for the first caller to take this flight's
+// result, which may own it; the others must copy what they mutate. do
+// panics with a *PanicError when work panicked.
+func (g *group[T]) do(ctx context.Context, key string, work func(context.Context) T) (v T, first bool, err error) {
+	g.mu.Lock()
+	if g.m == nil {
+		g.m = make(map[string]*flight[T])
+	}
+	f, ok := g.m[key]
+	if !ok {
+		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		f = &flight[T]{done: make(chan struct{}), cancel: cancel}
+		g.m[key] = f
+		go g.run(fctx, key, f, work)
+	}
+	f.waiters++
+	g.mu.Unlock()
+
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		g.mu.Lock()
+		f.waiters--
+		if f.waiters == 0 {
+			f.cancel()
+			if g.m[key] == f {
+				delete(g.m, key) // later callers start afresh
+			}
+		}
+		g.mu.Unlock()
+		var zero T
+		return zero, false, ctx.Err()
+	}
+	if f.panic != nil {
+		panic(f.panic)
+	}
+	return f.val, f.taken.Add(1) == 1, nil
+}
+
+func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(context.Context) T) {
+	normal := false
+	defer func() {
+		if !normal {
+			if r := recover(); r != nil {
+				f.panic = &PanicError{Value: r, Stack: debug.Stack()}
+			} else {
+				f.panic = &PanicError{Value: errGoexit}
+			}
+		}
+		f.cancel()
+		g.mu.Lock()
+		if g.m[key] == f {
+			delete(g.m, key)
+		}
+		g.mu.Unlock()
+		close(f.done)
+	}()
+	f.val = work(ctx)
+	normal = true
+}

@@ -1,0 +1,417 @@
+package memo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomemo/memo/backends/memory"
+)
+
+// Func is a memoized function: fn behind a cache. Create it with [New]; the
+// zero value is not usable. All methods are safe for concurrent use.
+type Func[A, R any] struct {
+	fn    func(context.Context, A) (R, error)
+	own   []Option
+	ns    string
+	kind  keyKind
+	keyFn func(A) string
+	fp    [8]byte
+
+	st      atomic.Pointer[state]
+	flights group[result[R]]
+}
+
+// state is a function's configuration resolved against one generation of
+// the package defaults.
+type state struct {
+	config
+	gen   uint64
+	nsKey string // prefix:namespace
+	local bool   // the in-memory backend: no timeout needed
+}
+
+// result is what one computation of fn yields.
+type result[R any] struct {
+	val   R
+	err   error
+	entry *Entry // nil when fn failed or the value could not be encoded
+}
+
+// Wrap returns fn behind a cache: the same as New(fn, opts...).Call. It
+// panics where [New] does.
+//
+//	getUser := memo.Wrap(fetchUser, memo.Expire(time.Minute))
+func Wrap[A, R any](fn func(context.Context, A) (R, error), opts ...Option) func(context.Context, A) (R, error) {
+	return New(fn, opts...).Call
+}
+
+// New returns a memoized fn. It panics with a "memo: ..." message on a
+// programmer error: fn is nil; fn is anonymous (a closure) and no
+// [Namespace] is given, since a closure's generated name moves when code
+// moves and would serve one function's entries to another after a deploy;
+// A has no canonical key (it holds a func or channel) and neither a
+// [Keyer] nor a [KeyFunc] says how to key it; a KeyFunc is for another
+// argument type.
+func New[A, R any](fn func(context.Context, A) (R, error), opts ...Option) *Func[A, R] {
+	if fn == nil {
+		panic("memo: New(nil)")
+	}
+	var own config
+	for _, o := range opts {
+		o.apply(&own)
+	}
+	f := &Func[A, R]{fn: fn, own: append([]Option(nil), opts...), ns: own.namespace}
+	if f.ns == "" {
+		f.ns = defaultNamespace(fn)
+	}
+	argType := reflect.TypeFor[A]()
+	if own.keyFn != nil {
+		kf, ok := own.keyFn.(func(A) string)
+		if !ok {
+			panic(fmt.Sprintf("memo: KeyFunc takes %v but the function's argument is %v", reflect.TypeOf(own.keyFn).In(0), argType))
+		}
+		f.kind, f.keyFn = keyFunc, kf
+	} else {
+		k, err := keyKindOf(argType)
+		if err != nil {
+			panic(fmt.Sprintf("memo: cannot key arguments of type %v: %v; implement memo.Keyer or pass memo.KeyFunc", argType, err))
+		}
+		f.kind = k
+	}
+	f.fp = fingerprint(reflect.TypeFor[R]())
+	return f
+}
+
+var anonymous = regexp.MustCompile(`\.func\d+|-range\d+|\.gowrap\d+`)
+
+// maxNamespace bounds the namespace so that prefix, namespace and a hashed
+// id always fit in MaxKeyLen.
+const (
+	maxNamespace = 150
+	maxPrefix    = MaxKeyLen - maxNamespace - hashedIDLen - 2
+)
+
+func defaultNamespace(fn any) string {
+	name := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name()
+	if name == "" || anonymous.MatchString(name[strings.LastIndexByte(name, '/')+1:]) {
+		panic(fmt.Sprintf("memo: %s is an anonymous function, whose name is not stable across builds; give it a name with memo.Namespace", name))
+	}
+	name = strings.TrimSuffix(name, "-fm")
+	if len(name) > maxNamespace || strings.ContainsAny(name, " \t\n") {
+		sum := sha256.Sum256([]byte(name))
+		name = strings.ReplaceAll(name[len(name)-min(len(name), 100):], " ", "_") + "~" + base64.RawURLEncoding.EncodeToString(sum[:16])
+	}
+	return name
+}
+
+// load returns the configuration for the current package defaults.
+func (f *Func[A, R]) load() *state {
+	gen := defaultsGen.Load()
+	if s := f.st.Load(); s != nil && s.gen == gen {
+		return s
+	}
+	s := &state{config: resolve(f.own), gen: gen}
+	s.nsKey = f.ns
+	if s.prefix != "" {
+		s.nsKey = s.prefix + ":" + f.ns
+	}
+	_, s.local = s.backend.(*memory.Backend)
+	f.st.Store(s)
+	return s
+}
+
+func (s *state) report(ctx context.Context, op, key string, err error) {
+	s.onError(ctx, &BackendError{Op: op, Key: key, Err: err})
+}
+
+// backendCtx bounds a backend call by the Timeout option.
+func (s *state) backendCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.local {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// Call returns fn's answer for a, from the cache when it holds a fresh one.
+//
+// On a miss, concurrent calls for the same key run fn once, on a goroutine
+// of its own whose context keeps the first caller's values but not its
+// cancellation. Each caller waits on its own ctx and returns ctx.Err() when
+// it ends; the others go on waiting, and fn's context is cancelled only when
+// every waiting caller has gone. If fn panics, its callers panic with a
+// *[PanicError] and later calls run fn again.
+//
+// fn's errors are returned unchanged and never cached. Faults of the cache
+// (a backend error or timeout, a corrupt or foreign entry) never reach the
+// caller: a failed read is a miss, a failed write is reported to [OnError],
+// and fn's answer is returned either way. Every caller gets a value of its
+// own: mutating it never changes what later calls return.
+func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
+	s := f.load()
+	if !s.enabled {
+		return f.fn(ctx, a)
+	}
+	key, err := f.key(s, a)
+	if err != nil {
+		s.report(ctx, "key", s.nsKey, err)
+		return f.fn(ctx, a)
+	}
+	if env, ok := f.read(ctx, s, key); ok {
+		var v R
+		if err := s.codec.Unmarshal(env.payload, &v); err == nil {
+			return v, nil
+		} else {
+			s.report(ctx, "decode", key, err)
+		}
+	}
+	res, first, err := f.compute(ctx, s, key, a)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	if first || res.entry == nil || res.err != nil {
+		return res.val, res.err
+	}
+	// A caller sharing another's computation gets a copy of its own.
+	var v R
+	if err := s.codec.Unmarshal(res.entry.Payload, &v); err != nil {
+		return res.val, nil
+	}
+	return v, nil
+}
+
+// Key returns the backend key for a: "prefix:namespace:id". The id is a
+// as is when it is a short safe string, the decimal form of an integer, or
+// "~" and the SHA-256 of a's canonical form otherwise (see docs/keys.md). Key
+// returns "" when a cannot be keyed (a cyclic value, a MemoKey that panics).
+func (f *Func[A, R]) Key(a A) string {
+	k, err := f.key(f.load(), a)
+	if err != nil {
+		return ""
+	}
+	return k
+}
+
+func (f *Func[A, R]) key(s *state, a A) (string, error) {
+	return buildKey(s.nsKey, f.kind, f.keyFn, a)
+}
+
+// Forget drops the entry for a, so that the next call runs fn. A
+// computation already under way for a may still store its answer.
+// The error, if any, is a *[BackendError].
+func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
+	s := f.load()
+	key, err := f.key(s, a)
+	if err != nil {
+		return &BackendError{Op: "key", Key: s.nsKey, Err: err}
+	}
+	if err := s.backend.Delete(ctx, key); err != nil {
+		return &BackendError{Op: "delete", Key: key, Err: err}
+	}
+	return nil
+}
+
+// Clear drops every entry of the function's namespace, on every process
+// sharing the backend, and nothing outside it. It returns
+// [ErrClearUnsupported] when the backend does not implement [Clearer], and
+// otherwise a *[BackendError] on failure.
+func (f *Func[A, R]) Clear(ctx context.Context) error {
+	s := f.load()
+	c, ok := s.backend.(Clearer)
+	if !ok {
+		return ErrClearUnsupported
+	}
+	if err := c.Clear(ctx, s.nsKey); err != nil {
+		return &BackendError{Op: "clear", Key: s.nsKey, Err: err}
+	}
+	return nil
+}
+
+// Namespace returns the function's namespace key: the prefix and the
+// namespace, as [Func.Clear] passes them to the backend.
+func (f *Func[A, R]) Namespace() string { return f.load().nsKey }
+
+// read returns the fresh entry stored under key, if any. Faults are
+// reported and read as misses.
+func (f *Func[A, R]) read(ctx context.Context, s *state, key string) (envelope, bool) {
+	bctx, cancel := s.backendCtx(ctx)
+	b, ok, err := s.backend.Get(bctx, key)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil { // the caller leaving is not a fault
+			s.report(ctx, "get", key, err)
+		}
+		return envelope{}, false
+	}
+	if !ok {
+		return envelope{}, false
+	}
+	env, err := decodeEnvelope(b)
+	if err != nil {
+		s.report(ctx, "decode", key, err)
+		return envelope{}, false
+	}
+	if string(env.codec) != s.codec.Name() || env.fp != f.fp {
+		return envelope{}, false // another codec or another R: a miss, overwritten
+	}
+	if env.freshUntil != 0 && time.Now().UnixNano() >= env.freshUntil {
+		return envelope{}, false
+	}
+	return env, true
+}
+
+// compute runs fn for key once among concurrent callers and stores its
+// answer.
+func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A) (result[R], bool, error) {
+	return f.flights.do(ctx, key, func(fctx context.Context) result[R] {
+		res := f.run(fctx, s, key, a)
+		if res.entry != nil {
+			f.store(fctx, s, key, res.entry)
+		}
+		return res
+	})
+}
+
+// run calls fn and encodes its answer into an entry (not yet stored).
+func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[R] {
+	v, err := f.fn(ctx, a)
+	if err != nil {
+		return result[R]{val: v, err: err}
+	}
+	payload, err := s.codec.Marshal(&v)
+	if err != nil {
+		s.report(ctx, "encode", key, err)
+		return result[R]{val: v}
+	}
+	now := time.Now()
+	var fresh int64
+	if s.expire > 0 {
+		fresh = now.Add(s.expire).UnixNano()
+	}
+	env, etag := encodeEnvelope(s.codec.Name(), f.fp, now.UnixNano(), fresh, fresh, payload)
+	return result[R]{val: v, entry: &Entry{
+		Payload:    env[len(env)-len(payload):],
+		Codec:      s.codec,
+		StoredAt:   unixTime(now.UnixNano()),
+		FreshUntil: unixTime(fresh),
+		Cached:     true,
+		etag:       etag,
+		raw:        env,
+	}}
+}
+
+func (f *Func[A, R]) store(ctx context.Context, s *state, key string, e *Entry) {
+	bctx, cancel := s.backendCtx(context.WithoutCancel(ctx))
+	defer cancel()
+	if err := s.backend.Set(bctx, key, e.raw, s.expire); err != nil {
+		s.report(ctx, "set", key, err)
+	}
+}
+
+// Mode says how [Func.Lookup] uses the cache; the HTTP adapter derives it
+// from the request's Cache-Control.
+type Mode int
+
+const (
+	// UseCache answers from a fresh entry, or computes and stores one.
+	UseCache Mode = iota
+	// Refresh computes and stores without reading first (request no-cache).
+	Refresh
+	// Bypass computes without reading or storing (request no-store).
+	Bypass
+)
+
+// Entry is an answer as memo stores it: the encoded payload with its
+// metadata. An Entry is immutable; its Payload must not be modified.
+type Entry struct {
+	// Payload is the codec's encoding of the result; with [JSON] it is the
+	// JSON text.
+	Payload []byte
+	// Codec encoded Payload.
+	Codec Codec
+	// Hit is true when the entry was read from the cache.
+	Hit bool
+	// Cached is false when the cache was bypassed ([Bypass], Enabled(false)
+	// or a key that could not be built): the answer was neither read from
+	// nor written to the cache, and has no expiry.
+	Cached bool
+	// StoredAt is when fn computed the answer.
+	StoredAt time.Time
+	// FreshUntil is when the entry expires; zero when it never does.
+	FreshUntil time.Time
+
+	etag [16]byte
+	raw  []byte // the whole envelope, for storing
+}
+
+// ETag returns the entry's strong entity tag, quoted as HTTP wants it: a
+// hash of the payload, the same in every process for the same value.
+func (e *Entry) ETag() string { return quoteETag(e.etag) }
+
+// Lookup is the lower-level form of [Func.Call] for adapters that serve the
+// stored bytes themselves (see httpadapter): it returns the entry rather than
+// a decoded R. Concurrency, context and fail-open behave as in Call; fn's
+// errors are returned unchanged. An error also comes back when fn's answer
+// cannot be encoded, since there is no payload to serve.
+func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error) {
+	s := f.load()
+	var key string
+	if s.enabled && mode != Bypass {
+		var err error
+		if key, err = f.key(s, a); err != nil {
+			s.report(ctx, "key", s.nsKey, err)
+		}
+	}
+	if key == "" {
+		res := f.run(ctx, s, key, a)
+		if res.err != nil {
+			return nil, res.err
+		}
+		if res.entry == nil {
+			return nil, errors.New("memo: the answer could not be encoded")
+		}
+		res.entry.Cached = false
+		res.entry.FreshUntil = time.Time{}
+		return res.entry, nil
+	}
+	if mode == UseCache {
+		if env, ok := f.read(ctx, s, key); ok {
+			return &Entry{
+				Payload:    env.payload,
+				Codec:      s.codec,
+				Hit:        true,
+				Cached:     true,
+				StoredAt:   unixTime(env.storedAt),
+				FreshUntil: unixTime(env.freshUntil),
+				etag:       env.etag,
+			}, nil
+		}
+	}
+	res, _, err := f.compute(ctx, s, key, a)
+	if err != nil {
+		return nil, err
+	}
+	if res.err != nil {
+		return nil, res.err
+	}
+	if res.entry == nil {
+		return nil, errors.New("memo: the answer could not be encoded")
+	}
+	return res.entry, nil
+}
+
+// Decode decodes an entry's payload into a new R.
+func (f *Func[A, R]) Decode(e *Entry) (R, error) {
+	var v R
+	err := e.Codec.Unmarshal(e.Payload, &v)
+	return v, err
+}

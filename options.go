@@ -1,0 +1,202 @@
+package memo
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomemo/memo/backends/memory"
+)
+
+// Option configures a memoized function ([New], [Wrap]) or, through
+// [SetDefaults], every function of the process. Options are values: when the
+// same option is given twice the last one wins, and a function's own options
+// win over the defaults. Each constructor validates its argument and panics
+// with a "memo: ..." message on a programmer error.
+type Option struct {
+	name  string
+	apply func(*config)
+}
+
+// config is the resolved configuration of one function.
+type config struct {
+	expire    time.Duration
+	namespace string
+	prefix    string
+	backend   Backend
+	codec     Codec
+	enabled   bool
+	timeout   time.Duration
+	onError   func(context.Context, error)
+	keyFn     any // func(A) string, checked in New
+}
+
+// DefaultTimeout bounds each backend call unless [Timeout] says otherwise.
+const DefaultTimeout = 100 * time.Millisecond
+
+// DefaultPrefix is the first part of every key unless [Prefix] says otherwise.
+const DefaultPrefix = "memo"
+
+// Expire sets how long a stored answer stays fresh. Any positive duration is
+// honoured on every backend, sub-second included. Expire(0), the default,
+// means entries never expire: bounded stores (the in-memory backend,
+// Memcached) still evict them. A negative duration panics.
+func Expire(d time.Duration) Option {
+	if d < 0 {
+		panic(fmt.Sprintf("memo: Expire(%v): negative duration", d))
+	}
+	return Option{"Expire", func(c *config) { c.expire = d }}
+}
+
+// Namespace sets the function's namespace: the middle part of its keys and
+// the unit that [Func.Clear] drops. The default is the function's package
+// path and name; anonymous functions must be given one. It must be
+// non-empty printable ASCII without spaces. Only per function: SetDefaults
+// panics on it.
+func Namespace(ns string) Option {
+	mustKeyPart("Namespace", ns, false)
+	return Option{"Namespace", func(c *config) { c.namespace = ns }}
+}
+
+// Prefix sets the first part of every key (default "memo"), to separate
+// applications sharing one store. Prefix("") leaves it out. It must be
+// printable ASCII without spaces.
+func Prefix(p string) Option {
+	mustKeyPart("Prefix", p, true)
+	return Option{"Prefix", func(c *config) { c.prefix = p }}
+}
+
+// WithBackend sets the store. The default is one in-memory backend shared by
+// the process (see backends/memory).
+func WithBackend(b Backend) Option {
+	if b == nil || (reflect.ValueOf(b).Kind() == reflect.Pointer && reflect.ValueOf(b).IsNil()) {
+		panic("memo: WithBackend(nil)")
+	}
+	return Option{"WithBackend", func(c *config) { c.backend = b }}
+}
+
+// WithCodec sets how results are encoded; the default is [JSON].
+func WithCodec(cd Codec) Option {
+	if cd == nil {
+		panic("memo: WithCodec(nil)")
+	}
+	if n := cd.Name(); n == "" || len(n) > 255 {
+		panic(fmt.Sprintf("memo: WithCodec: codec name %q must be 1 to 255 bytes", n))
+	}
+	return Option{"WithCodec", func(c *config) { c.codec = cd }}
+}
+
+// Enabled turns caching on or off. Disabled, a function calls fn directly:
+// no key is built and the backend is never touched.
+func Enabled(on bool) Option {
+	return Option{"Enabled", func(c *config) { c.enabled = on }}
+}
+
+// Timeout bounds each backend call (default [DefaultTimeout]). A call that
+// runs past it counts as a fault of the cache: a read is a miss, a write is
+// reported. It does not bound fn. The in-memory backend is never timed.
+func Timeout(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("memo: Timeout(%v): must be positive", d))
+	}
+	return Option{"Timeout", func(c *config) { c.timeout = d }}
+}
+
+// OnError sets the hook that receives cache faults: backend errors and
+// timeouts, entries that cannot be decoded, values too large to store, keys
+// that cannot be built. Each is a *[BackendError]. The hook runs on the
+// calling goroutine and must be safe for concurrent use; ctx is the call's.
+// The default logs each fault at slog.LevelWarn on slog.Default().
+func OnError(fn func(ctx context.Context, err error)) Option {
+	if fn == nil {
+		panic("memo: OnError(nil)")
+	}
+	return Option{"OnError", func(c *config) { c.onError = fn }}
+}
+
+// KeyFunc sets how an argument becomes the id part of its key, for argument
+// types with no canonical form or to ignore some of their fields. The
+// returned string is used as is when it is short printable ASCII without
+// spaces or ':' (and does not start with '~'), and hashed otherwise. A must
+// be the function's argument type: [New] panics otherwise. Only per
+// function: SetDefaults panics on it.
+func KeyFunc[A any](fn func(A) string) Option {
+	if fn == nil {
+		panic("memo: KeyFunc(nil)")
+	}
+	return Option{"KeyFunc", func(c *config) { c.keyFn = fn }}
+}
+
+func mustKeyPart(opt, s string, emptyOK bool) {
+	if s == "" && !emptyOK {
+		panic(fmt.Sprintf("memo: %s(%q): must not be empty", opt, s))
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			panic(fmt.Sprintf("memo: %s(%q): must be printable ASCII without spaces", opt, s))
+		}
+	}
+}
+
+var (
+	defaultsMu sync.Mutex
+	defaults   atomic.Pointer[[]Option]
+	// defaultsGen counts SetDefaults calls so that functions re-resolve
+	// their configuration only when the defaults changed.
+	defaultsGen atomic.Uint64
+)
+
+// SetDefaults sets options for every memoized function in the process, like
+// fastapi-cache's FastAPICache.init. Each call replaces the previous
+// defaults. Defaults are read when a function is called, not when it is
+// wrapped, so functions wrapped at package level see what main sets later;
+// a function's own options win. SetDefaults is safe for concurrent use.
+// It panics on Namespace and KeyFunc, which are per function.
+func SetDefaults(opts ...Option) {
+	for _, o := range opts {
+		if o.name == "Namespace" || o.name == "KeyFunc" {
+			panic(fmt.Sprintf("memo: SetDefaults(%s(...)): %s is per function", o.name, o.name))
+		}
+	}
+	cp := append([]Option(nil), opts...)
+	defaultsMu.Lock()
+	defaults.Store(&cp)
+	defaultsGen.Add(1)
+	defaultsMu.Unlock()
+}
+
+// defaultBackend is the in-memory store functions use when none is set.
+var defaultBackend = sync.OnceValue(func() Backend { return memory.New() })
+
+// resolve merges the built-in defaults, SetDefaults and a function's options.
+func resolve(own []Option) config {
+	c := config{
+		prefix:  DefaultPrefix,
+		codec:   JSON,
+		enabled: true,
+		timeout: DefaultTimeout,
+	}
+	if d := defaults.Load(); d != nil {
+		for _, o := range *d {
+			o.apply(&c)
+		}
+	}
+	for _, o := range own {
+		o.apply(&c)
+	}
+	if c.backend == nil {
+		c.backend = defaultBackend()
+	}
+	if c.onError == nil {
+		c.onError = logError
+	}
+	return c
+}
+
+func logError(ctx context.Context, err error) {
+	slog.Default().LogAttrs(ctx, slog.LevelWarn, "memo: cache fault (answer served from fn)", slog.Any("err", err))
+}
