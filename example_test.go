@@ -95,7 +95,9 @@ type brokenBackend struct{}
 
 var errRefused = errors.New("connection refused")
 
-func (brokenBackend) Get(context.Context, string) ([]byte, bool, error) { return nil, false, errRefused }
+func (brokenBackend) Get(context.Context, string) ([]byte, bool, error) {
+	return nil, false, errRefused
+}
 func (brokenBackend) Set(context.Context, string, []byte, time.Duration) error {
 	return errRefused
 }
