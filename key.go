@@ -119,46 +119,51 @@ func safeID(s string, max int) bool {
 	return true
 }
 
-// joinKey returns ns + ":" + id with one allocation.
-func joinKey(ns string, id []byte) string {
-	var b strings.Builder
-	b.Grow(len(ns) + 1 + len(id))
-	b.WriteString(ns)
-	b.WriteByte(':')
-	b.Write(id)
-	return b.String()
-}
-
-// stringKey keys a string id: as is when safe, else "~" + its SHA-256.
-func stringKey(ns, s string) string {
-	if safeID(s, MaxKeyLen-len(ns)-1) {
-		var b strings.Builder
-		b.Grow(len(ns) + 1 + len(s))
-		b.WriteString(ns)
-		b.WriteByte(':')
-		b.WriteString(s)
-		return b.String()
+// appendString appends the id of a string: itself when safe, else "~" and
+// its SHA-256. room is what the key can still take.
+func appendString(dst []byte, s string, room int) []byte {
+	if safeID(s, room) {
+		return append(dst, s...)
 	}
 	sum := sha256.Sum256([]byte(s))
-	return hashedKey(ns, sum[:])
+	return appendHashed(dst, sum[:])
 }
 
-func hashedKey(ns string, sum []byte) string {
+func appendHashed(dst []byte, sum []byte) []byte {
 	var id [hashedIDLen]byte
 	id[0] = '~'
 	base64.RawURLEncoding.Encode(id[1:], sum[:32])
-	return joinKey(ns, id[:])
+	return append(dst, id[:]...)
 }
 
-// buildKey returns the backend key for a under namespace key ns.
+// stringKey returns the key of string id s under namespace key ns.
+func stringKey(ns, s string) string {
+	var buf [MaxKeyLen + 8]byte
+	b := append(append(buf[:0], ns...), ':')
+	return string(appendString(b, s, MaxKeyLen-len(b)))
+}
+
+// buildKey returns the backend key for a under namespace key ns, with one
+// allocation (the string) for the scalar kinds.
 func buildKey[A any](ns string, kind keyKind, keyFn func(A) string, a A) (string, error) {
+	var buf [MaxKeyLen + 8]byte
+	b, err := appendKey(buf[:0], ns, kind, keyFn, a)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// appendKey appends ns + ":" + the id of a to dst.
+func appendKey[A any](dst []byte, ns string, kind keyKind, keyFn func(A) string, a A) ([]byte, error) {
+	dst = append(append(dst, ns...), ':')
+	room := MaxKeyLen - len(ns) - 1
 	// The scalar kinds read a through unsafe rather than any(a), which
 	// would allocate: A's kind, hence its layout, was checked in New.
-	var buf [24]byte
 	p := unsafe.Pointer(&a)
 	switch kind {
 	case keyString:
-		return stringKey(ns, *(*string)(p)), nil
+		return appendString(dst, *(*string)(p), room), nil
 	case keyInt:
 		var n int64
 		switch unsafe.Sizeof(a) {
@@ -171,7 +176,7 @@ func buildKey[A any](ns string, kind keyKind, keyFn func(A) string, a A) (string
 		default:
 			n = *(*int64)(p)
 		}
-		return joinKey(ns, strconv.AppendInt(buf[:0], n, 10)), nil
+		return strconv.AppendInt(dst, n, 10), nil
 	case keyUint:
 		var n uint64
 		switch unsafe.Sizeof(a) {
@@ -184,40 +189,40 @@ func buildKey[A any](ns string, kind keyKind, keyFn func(A) string, a A) (string
 		default:
 			n = *(*uint64)(p)
 		}
-		return joinKey(ns, strconv.AppendUint(buf[:0], n, 10)), nil
+		return strconv.AppendUint(dst, n, 10), nil
 	case keyBool:
-		return joinKey(ns, strconv.AppendBool(buf[:0], *(*bool)(p))), nil
+		return strconv.AppendBool(dst, *(*bool)(p)), nil
 	case keyFloat:
 		if unsafe.Sizeof(a) == 4 {
-			return joinKey(ns, strconv.AppendFloat(buf[:0], float64(*(*float32)(p)), 'g', -1, 32)), nil
+			return strconv.AppendFloat(dst, float64(*(*float32)(p)), 'g', -1, 32), nil
 		}
-		return joinKey(ns, strconv.AppendFloat(buf[:0], *(*float64)(p), 'g', -1, 64)), nil
+		return strconv.AppendFloat(dst, *(*float64)(p), 'g', -1, 64), nil
 	case keyKeyer:
 		k, ok := any(a).(Keyer)
-		if !ok { // a nil interface or pointer argument
-			return "", errors.New("memo: nil argument has no MemoKey")
+		if !ok { // a nil interface argument
+			return nil, errors.New("memo: nil argument has no MemoKey")
 		}
 		s, err := callMemoKey(k)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		return stringKey(ns, s), nil
+		return appendString(dst, s, room), nil
 	case keyFunc:
-		return stringKey(ns, keyFn(a)), nil
+		return appendString(dst, keyFn(a), room), nil
 	}
-	return canonKey(ns, a)
+	return appendCanon(dst, a)
 }
 
-// canonKey hashes the canonical form of *a. It is apart from buildKey so
-// that only this path moves the argument to the heap.
-func canonKey[A any](ns string, a A) (string, error) {
+// appendCanon appends the hash of a's canonical form. It is apart from
+// appendKey so that only this path moves the argument to the heap.
+func appendCanon[A any](dst []byte, a A) ([]byte, error) {
 	h := sha256.New()
 	e := canonEncoder{w: h}
 	if err := e.value(reflect.ValueOf(&a).Elem(), 0); err != nil {
-		return "", err
+		return nil, err
 	}
 	var sum [sha256.Size]byte
-	return hashedKey(ns, h.Sum(sum[:0])), nil
+	return appendHashed(dst, h.Sum(sum[:0])), nil
 }
 
 // callMemoKey calls MemoKey, turning a panic (a nil pointer receiver, say)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gomemo/memo/backends/memory"
 )
@@ -25,6 +26,7 @@ type Func[A, R any] struct {
 	kind  keyKind
 	keyFn func(A) string
 	fp    [8]byte
+	cp    copier // copies decoded values kept by the in-memory backend
 
 	st      atomic.Pointer[state]
 	flights group[result[R]]
@@ -35,8 +37,8 @@ type Func[A, R any] struct {
 type state struct {
 	config
 	gen   uint64
-	nsKey string // prefix:namespace
-	local bool   // the in-memory backend: no timeout needed
+	nsKey string          // prefix:namespace
+	mem   *memory.Backend // the backend, when it is the in-memory one
 }
 
 // result is what one computation of fn yields.
@@ -88,6 +90,7 @@ func New[A, R any](fn func(context.Context, A) (R, error), opts ...Option) *Func
 		f.kind = k
 	}
 	f.fp = fingerprint(reflect.TypeFor[R]())
+	f.cp = newCopier(reflect.TypeFor[R]())
 	return f
 }
 
@@ -124,7 +127,7 @@ func (f *Func[A, R]) load() *state {
 	if s.prefix != "" {
 		s.nsKey = s.prefix + ":" + f.ns
 	}
-	_, s.local = s.backend.(*memory.Backend)
+	s.mem, _ = s.backend.(*memory.Backend)
 	f.st.Store(s)
 	return s
 }
@@ -135,7 +138,7 @@ func (s *state) report(ctx context.Context, op, key string, err error) {
 
 // backendCtx bounds a backend call by the Timeout option.
 func (s *state) backendCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.local {
+	if s.mem != nil {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, s.timeout)
@@ -160,16 +163,25 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	if !s.enabled {
 		return f.fn(ctx, a)
 	}
-	key, err := f.key(s, a)
+	var buf [MaxKeyLen + 8]byte
+	kb, err := appendKey(buf[:0], s.nsKey, f.kind, f.keyFn, a)
 	if err != nil {
 		s.report(ctx, "key", s.nsKey, err)
 		return f.fn(ctx, a)
 	}
-	if env, ok := f.read(ctx, s, key); ok {
-		var v R
-		if err := s.codec.Unmarshal(env.payload, &v); err == nil {
+	var key string
+	if s.mem != nil {
+		if v, ok := f.memHit(ctx, s, kb); ok {
 			return v, nil
-		} else {
+		}
+		key = string(kb)
+	} else {
+		key = string(kb)
+		if env, ok := f.read(ctx, s, key); ok {
+			var v R
+			if err := s.codec.Unmarshal(env.payload, &v); err == nil {
+				return v, nil
+			}
 			s.report(ctx, "decode", key, err)
 		}
 	}
@@ -240,6 +252,56 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 // namespace, as [Func.Clear] passes them to the backend.
 func (f *Func[A, R]) Namespace() string { return f.load().nsKey }
 
+// memHit answers a hit on the in-memory backend. The backend keeps a
+// decoded copy of the value beside its bytes, so a hit copies rather than
+// decodes: a plain assignment for result types without pointers, slices or
+// maps, and fresh copies of those otherwise.
+func (f *Func[A, R]) memHit(ctx context.Context, s *state, kb []byte) (R, bool) {
+	var zero R
+	if ctx.Err() != nil {
+		return zero, false
+	}
+	val, aux, ok := s.mem.Load(kb, time.Now().UnixNano())
+	if !ok {
+		return zero, false
+	}
+	env, ok, err := f.check(s, val)
+	if err != nil {
+		s.report(ctx, "decode", string(kb), err)
+	}
+	if !ok {
+		return zero, false
+	}
+	if d, ok := aux.(*R); ok {
+		if f.cp.fixup == nil {
+			return *d, true
+		}
+		return copyOut(d, f.cp.fixup), true
+	}
+	var v R
+	if err := s.codec.Unmarshal(env.payload, &v); err != nil {
+		s.report(ctx, "decode", string(kb), err)
+		return zero, false
+	}
+	if f.cp.ok {
+		// Keep a copy of our own: v goes to the caller, who may mutate it.
+		keep := new(R)
+		if f.cp.fixup == nil {
+			*keep = v
+		} else {
+			*keep = copyOut(&v, f.cp.fixup)
+		}
+		s.mem.Attach(string(kb), val, keep, int64(len(env.payload)))
+	}
+	return v, true
+}
+
+func copyOut[R any](d *R, fixup func(unsafe.Pointer)) R {
+	v := *d
+	fixup(unsafe.Pointer(&v))
+	return v
+}
+
 // read returns the fresh entry stored under key, if any. Faults are
 // reported and read as misses.
 func (f *Func[A, R]) read(ctx context.Context, s *state, key string) (envelope, bool) {
@@ -255,18 +317,28 @@ func (f *Func[A, R]) read(ctx context.Context, s *state, key string) (envelope, 
 	if !ok {
 		return envelope{}, false
 	}
-	env, err := decodeEnvelope(b)
+	env, ok, err := f.check(s, b)
 	if err != nil {
 		s.report(ctx, "decode", key, err)
-		return envelope{}, false
+	}
+	return env, ok
+}
+
+// check decodes an envelope read under key and says whether it can answer:
+// well formed, of this codec and this R, and fresh.
+// A malformed envelope is also reported through err.
+func (f *Func[A, R]) check(s *state, b []byte) (envelope, bool, error) {
+	env, err := decodeEnvelope(b)
+	if err != nil {
+		return envelope{}, false, err
 	}
 	if string(env.codec) != s.codec.Name() || env.fp != f.fp {
-		return envelope{}, false // another codec or another R: a miss, overwritten
+		return envelope{}, false, nil // another codec or another R: a miss, overwritten
 	}
 	if env.freshUntil != 0 && time.Now().UnixNano() >= env.freshUntil {
-		return envelope{}, false
+		return envelope{}, false, nil
 	}
-	return env, true
+	return env, true, nil
 }
 
 // compute runs fn for key once among concurrent callers and stores its

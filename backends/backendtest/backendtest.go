@@ -71,7 +71,8 @@ func Require(t testing.TB, env string) string {
 	return v
 }
 
-// Run runs the conformance suite against the backends f opens.
+// Run runs the conformance suite against the backends f opens: the
+// backend's own contract, then memo over it ([RunMemo]).
 func Run(t *testing.T, f Factory, o Options) {
 	if o.MaxValue == 0 {
 		o.MaxValue = 512 << 10
@@ -100,6 +101,7 @@ func Run(t *testing.T, f Factory, o Options) {
 			tt.fn(t, b, o)
 		})
 	}
+	t.Run("Memo", func(t *testing.T) { RunMemo(t, f, o) })
 }
 
 func mustSet(t *testing.T, b memo.Backend, key string, v []byte, ttl time.Duration) {

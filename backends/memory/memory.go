@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Defaults for [New].
@@ -106,6 +107,8 @@ type entry struct {
 	heapIdx int   // index in shard.exp, -1 when it does not expire
 	clkIdx  int   // index in shard.clock
 	ref     atomic.Bool
+	aux     any   // see Attach; guarded by shard.mu
+	auxCost int64 // what aux counts against MaxBytes
 }
 
 // New returns an empty store.
@@ -159,6 +162,47 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	v := e.val
 	s.mu.RUnlock()
 	return v, true, nil
+}
+
+// Load is Get for a caller on the hot path that keeps a decoded form of a
+// value beside it (memo does, to answer a hit without decoding): it takes
+// the key as bytes, so that the caller need not allocate a string, and the
+// current time in Unix nanoseconds; it returns what [Backend.Attach] put
+// beside the value, or nil. Like Get's, the returned slice and aux are
+// shared: the caller must not modify them.
+func (b *Backend) Load(key []byte, now int64) (val []byte, aux any, ok bool) {
+	s := &b.shards[maphash.Bytes(b.seed, key)&b.mask]
+	s.mu.RLock()
+	e, ok := s.m[string(key)]
+	if !ok || (e.expires != 0 && now >= e.expires) {
+		s.mu.RUnlock()
+		return nil, nil, false
+	}
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	val, aux = e.val, e.aux
+	s.mu.RUnlock()
+	return val, aux, true
+}
+
+// Attach keeps aux beside the value under key, provided the entry still
+// holds val (the slice Get or Load returned), until the entry is replaced,
+// deleted or evicted. aux counts against MaxBytes as cost bytes; an aux
+// that does not fit is not kept. aux must never be modified afterwards.
+func (b *Backend) Attach(key string, val []byte, aux any, cost int64) {
+	s := b.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[key]
+	if !ok || len(e.val) != len(val) || unsafe.SliceData(e.val) != unsafe.SliceData(val) {
+		return
+	}
+	if s.bytes-e.auxCost+cost > s.maxBytes {
+		return
+	}
+	s.bytes += cost - e.auxCost
+	e.aux, e.auxCost = aux, cost
 }
 
 // Set stores a copy of value under key for ttl (0: until evicted).
@@ -298,7 +342,7 @@ func (s *shard) remove(e *entry) {
 	if e.heapIdx >= 0 {
 		heap.Remove(&s.exp, e.heapIdx)
 	}
-	s.bytes -= cost(e.key, e.val)
+	s.bytes -= cost(e.key, e.val) + e.auxCost
 }
 
 // expHeap orders a shard's expiring entries, soonest first.

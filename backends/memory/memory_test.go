@@ -120,9 +120,3 @@ func BenchmarkGet(b *testing.B) {
 		m.Get(ctx, "ns:42")
 	}
 }
-
-func TestMemo(t *testing.T) {
-	backendtest.RunMemo(t, func(t *testing.T) memo.Backend {
-		return memory.New(memory.MaxBytes(64<<20), memory.Shards(4))
-	}, backendtest.Options{TooLarge: 17 << 20})
-}

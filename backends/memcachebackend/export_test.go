@@ -1,0 +1,9 @@
+package memcachebackend
+
+// Internals exposed to the package's external tests.
+var (
+	Expiration = expiration
+	GenKey     = genKey
+)
+
+const HeaderLen = headerLen

@@ -1,0 +1,201 @@
+package memo
+
+import (
+	"reflect"
+	"slices"
+	"time"
+	"unsafe"
+)
+
+// A copier gives a caller a value of its own from a decoded value that the
+// in-memory backend keeps beside the entry's bytes, so that a hit need not
+// decode. It is compiled once per result type R.
+//
+// The copy is made by a plain assignment followed by fix-ups that replace
+// every slice, map and pointer reached with a copy of its own. Strings are
+// immutable and shared. Types that hold interfaces, funcs, channels or
+// unsafe pointers cannot be copied this way; their hits decode the payload
+// instead.
+type copier struct {
+	ok    bool                   // values of R can be copied
+	fixup func(p unsafe.Pointer) // nil: a plain assignment is a full copy
+}
+
+func newCopier(t reflect.Type) copier {
+	c := &compiler{done: map[reflect.Type]*fix{}}
+	f, ok := c.compile(t)
+	if !ok {
+		return copier{}
+	}
+	if f == nil || f.fn == nil && !f.pending {
+		return copier{ok: true}
+	}
+	return copier{ok: true, fixup: func(p unsafe.Pointer) { f.fn(p) }}
+}
+
+// fix is the fix-up of one type; fn is nil when the type needs none.
+type fix struct {
+	fn      func(p unsafe.Pointer)
+	pending bool // being compiled: a recursive type
+}
+
+type compiler struct{ done map[reflect.Type]*fix }
+
+// compile returns the fix-up for t (nil when t needs none) and whether t
+// can be copied at all.
+func (c *compiler) compile(t reflect.Type) (*fix, bool) {
+	if f, ok := c.done[t]; ok {
+		return f, true
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return nil, true
+	case reflect.Interface, reflect.Func, reflect.Chan, reflect.UnsafePointer:
+		return nil, false
+	}
+	if t == reflect.TypeFor[time.Time]() {
+		return nil, true // its *Location is shared and immutable
+	}
+	f := &fix{pending: true}
+	c.done[t] = f
+	switch t.Kind() {
+	case reflect.Struct:
+		type field struct {
+			off uintptr
+			f   *fix
+		}
+		var fields []field
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			ff, ok := c.compile(sf.Type)
+			if !ok {
+				return nil, false
+			}
+			if ff != nil {
+				fields = append(fields, field{sf.Offset, ff})
+			}
+		}
+		if len(fields) > 0 {
+			f.fn = func(p unsafe.Pointer) {
+				for _, fl := range fields {
+					if fl.f.fn != nil {
+						fl.f.fn(unsafe.Add(p, fl.off))
+					}
+				}
+			}
+		}
+	case reflect.Array:
+		ef, ok := c.compile(t.Elem())
+		if !ok {
+			return nil, false
+		}
+		if ef != nil {
+			n, size := t.Len(), t.Elem().Size()
+			f.fn = func(p unsafe.Pointer) {
+				if ef.fn == nil {
+					return
+				}
+				for i := range n {
+					ef.fn(unsafe.Add(p, uintptr(i)*size))
+				}
+			}
+		}
+	case reflect.Pointer:
+		elem := t.Elem()
+		ef, ok := c.compile(elem)
+		if !ok {
+			return nil, false
+		}
+		f.fn = func(p unsafe.Pointer) {
+			old := *(*unsafe.Pointer)(p)
+			if old == nil {
+				return
+			}
+			nv := reflect.New(elem)
+			nv.Elem().Set(reflect.NewAt(elem, old).Elem())
+			np := nv.UnsafePointer()
+			if ef != nil && ef.fn != nil {
+				ef.fn(np)
+			}
+			*(*unsafe.Pointer)(p) = np
+		}
+	case reflect.Slice:
+		elem := t.Elem()
+		ef, ok := c.compile(elem)
+		if !ok {
+			return nil, false
+		}
+		f.fn = sliceFix(t, ef)
+	case reflect.Map:
+		kf, ok1 := c.compile(t.Key())
+		vf, ok2 := c.compile(t.Elem())
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		f.fn = func(p unsafe.Pointer) {
+			src := reflect.NewAt(t, p).Elem()
+			if src.IsNil() {
+				return
+			}
+			dst := reflect.MakeMapWithSize(t, src.Len())
+			iter := src.MapRange()
+			k := reflect.New(t.Key()).Elem()
+			v := reflect.New(t.Elem()).Elem()
+			for iter.Next() {
+				k.SetIterKey(iter)
+				v.SetIterValue(iter)
+				if kf != nil && kf.fn != nil {
+					kf.fn(k.Addr().UnsafePointer())
+				}
+				if vf != nil && vf.fn != nil {
+					vf.fn(v.Addr().UnsafePointer())
+				}
+				dst.SetMapIndex(k, v)
+			}
+			src.Set(dst)
+		}
+	default:
+		return nil, false
+	}
+	f.pending = false
+	return f, true
+}
+
+// sliceFix copies a slice's backing array; common element types take a
+// typed path with one allocation.
+func sliceFix(t reflect.Type, ef *fix) func(p unsafe.Pointer) {
+	elem := t.Elem()
+	if ef == nil {
+		switch elem {
+		case reflect.TypeFor[string]():
+			return func(p unsafe.Pointer) { s := (*[]string)(p); *s = slices.Clone(*s) }
+		case reflect.TypeFor[byte]():
+			return func(p unsafe.Pointer) { s := (*[]byte)(p); *s = slices.Clone(*s) }
+		case reflect.TypeFor[int]():
+			return func(p unsafe.Pointer) { s := (*[]int)(p); *s = slices.Clone(*s) }
+		case reflect.TypeFor[int64]():
+			return func(p unsafe.Pointer) { s := (*[]int64)(p); *s = slices.Clone(*s) }
+		case reflect.TypeFor[float64]():
+			return func(p unsafe.Pointer) { s := (*[]float64)(p); *s = slices.Clone(*s) }
+		}
+	}
+	size := elem.Size()
+	return func(p unsafe.Pointer) {
+		src := reflect.NewAt(t, p).Elem()
+		if src.IsNil() {
+			return
+		}
+		n := src.Len()
+		dst := reflect.MakeSlice(t, n, n)
+		reflect.Copy(dst, src)
+		if ef != nil && ef.fn != nil && n > 0 {
+			base := dst.Index(0).Addr().UnsafePointer()
+			for i := range n {
+				ef.fn(unsafe.Add(base, uintptr(i)*size))
+			}
+		}
+		src.Set(dst)
+	}
+}

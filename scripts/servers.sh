@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# servers.sh — start, stop and describe the servers that memo's backend tests
+# run against. Everything lives under .servers/ in the repository root and
+# listens on 127.0.0.1 only.
+#
+#   scripts/servers.sh start   install what is missing, start what is not running
+#   scripts/servers.sh stop    stop what start started (by pidfile only)
+#   scripts/servers.sh env     print the `export` lines the tests read
+#
+# start is idempotent: a server whose pidfile names a live process that
+# answers on its port is left alone. Environment:
+#   SERVERS_TIMEOUT      seconds start waits for each server (default 30)
+#   SERVERS_PORT_OFFSET  added to every port (default 0), so that two
+#                        checkouts on one machine do not collide; `env`
+#                        prints the shifted addresses
+set -euo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$ROOT/.servers"
+HOST=127.0.0.1
+OFFSET=${SERVERS_PORT_OFFSET:-0}
+[[ $OFFSET =~ ^[0-9]+$ ]] || { echo "servers.sh: SERVERS_PORT_OFFSET must be a number" >&2; exit 2; }
+REDIS_PORT=$((16379 + OFFSET))
+CLUSTER_PORTS=($((17000 + OFFSET)) $((17001 + OFFSET)) $((17002 + OFFSET)))
+MEMCACHED_PORT=$((21211 + OFFSET))
+DYNALITE_PORT=$((18000 + OFFSET))
+# What each server's /proc/PID/cmdline contains: a pidfile whose process
+# lacks it is stale (the pid was recycled) and is never signalled.
+REDIS_MARK=redis-server
+MEMCACHED_MARK=memcached
+DYNALITE_MARK=dynalite/cli.js
+DYNALITE_VERSION=4.0.0
+TIMEOUT=${SERVERS_TIMEOUT:-30}
+
+log() { printf 'servers.sh: %s\n' "$*" >&2; }
+die() { printf 'servers.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- helpers
+
+# port_open PORT: true when something accepts TCP connections on HOST:PORT.
+port_open() {
+	timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
+}
+
+# pid_of PIDFILE: prints the pid recorded in PIDFILE, if any.
+pid_of() {
+	[[ -s $1 ]] || return 1
+	local pid
+	pid=$(tr -dc '0-9' <"$1")
+	[[ -n $pid ]] || return 1
+	printf '%s\n' "$pid"
+}
+
+# alive PIDFILE MARK: true when PIDFILE names a live process whose command
+# line contains MARK (guards against a recycled pid).
+alive() {
+	local pid
+	pid=$(pid_of "$1") || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
+# wait_for WHAT TIMEOUT CMD...: retries CMD until it succeeds or TIMEOUT
+# seconds pass.
+wait_for() {
+	local what=$1 limit=$2
+	shift 2
+	local deadline=$((SECONDS + limit))
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS >= deadline)); then
+			log "timed out after ${limit}s waiting for $what"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+redis_ping() {
+	[[ $(redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+}
+
+memcached_ping() {
+	local line
+	exec 3<>"/dev/tcp/$HOST/$1" || return 1
+	printf 'version\r\n' >&3
+	IFS= read -r -t 2 line <&3 || { exec 3>&-; return 1; }
+	exec 3>&-
+	[[ $line == VERSION* ]]
+}
+
+cluster_ok() {
+	redis-cli -h "$HOST" -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
+}
+
+cluster_all_ok() {
+	local p
+	for p in "${CLUSTER_PORTS[@]}"; do cluster_ok "$p" || return 1; done
+}
+
+# stop_pidfile PIDFILE MARK: stops the process PIDFILE names (if it is
+# still ours) and removes the pidfile.
+stop_pidfile() {
+	local file=$1 mark=$2 pid
+	if alive "$file" "$mark"; then
+		pid=$(pid_of "$file")
+		log "stopping $(basename "$file" .pid) (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		local deadline=$((SECONDS + 10))
+		while kill -0 "$pid" 2>/dev/null; do
+			if ((SECONDS >= deadline)); then
+				log "pid $pid ignored SIGTERM for 10s; sending SIGKILL"
+				kill -KILL "$pid" 2>/dev/null || true
+				sleep 0.2
+				break
+			fi
+			sleep 0.1
+		done
+	fi
+	rm -f "$file"
+}
+
+# fail_start NAME LOGFILE MESSAGE: reports a server that did not come up,
+# with the tail of its log.
+fail_start() {
+	log "$1 failed to start: $3"
+	if [[ -s $2 ]]; then
+		log "last lines of $2:"
+		tail -n 20 "$2" >&2 || true
+	fi
+	exit 1
+}
+
+# free_port NAME PORT: dies when PORT is taken by a process this script did
+# not start.
+free_port() {
+	if port_open "$2"; then
+		die "$1: port $HOST:$2 is already in use by a process not started by scripts/servers.sh (no live pidfile in $STATE); stop it or free the port"
+	fi
+}
+
+# ---------------------------------------------------------------- install
+
+ensure_packages() {
+	local missing=()
+	command -v redis-server >/dev/null || missing+=(redis-server)
+	command -v redis-cli >/dev/null || missing+=(redis-tools)
+	command -v memcached >/dev/null || missing+=(memcached)
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		missing+=(nodejs npm)
+	fi
+	((${#missing[@]})) || return 0
+	log "installing ${missing[*]}"
+	local sudo=()
+	if [[ $(id -u) != 0 ]]; then
+		command -v sudo >/dev/null || die "need root (or sudo) to install ${missing[*]}"
+		sudo=(sudo)
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >&2; then
+		log "apt-get install failed; running apt-get update and retrying"
+		"${sudo[@]}" apt-get update >&2
+		"${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
+			die "could not install ${missing[*]}"
+	fi
+}
+
+DYNALITE_CLI="$STATE/node/node_modules/dynalite/cli.js"
+
+ensure_dynalite() {
+	[[ -f $DYNALITE_CLI ]] && return 0
+	log "installing dynalite@$DYNALITE_VERSION into $STATE/node"
+	mkdir -p "$STATE/node"
+	# --ignore-scripts: dynalite's LevelDB dependency ships prebuilt binaries
+	# and the in-memory store we use never compiles anything.
+	npm install --prefix "$STATE/node" --no-audit --no-fund --ignore-scripts \
+		--loglevel=error "dynalite@$DYNALITE_VERSION" >&2 ||
+		die "npm install dynalite@$DYNALITE_VERSION failed"
+	[[ -f $DYNALITE_CLI ]] || die "dynalite installed but $DYNALITE_CLI is missing"
+}
+
+# ---------------------------------------------------------------- servers
+
+start_redis() {
+	local pidfile="$STATE/redis.pid" dir="$STATE/redis"
+	if alive "$pidfile" "$REDIS_MARK" && redis_ping "$REDIS_PORT"; then
+		log "redis already running on $HOST:$REDIS_PORT"
+		return 0
+	fi
+	stop_pidfile "$pidfile" "$REDIS_MARK"
+	free_port redis "$REDIS_PORT"
+	mkdir -p "$dir"
+	redis-server --port "$REDIS_PORT" --bind "$HOST" --protected-mode yes \
+		--daemonize yes --pidfile "$pidfile" --dir "$dir" --logfile "$dir/redis.log" \
+		--save "" --appendonly no >/dev/null ||
+		fail_start redis "$dir/redis.log" "redis-server exited with an error"
+	wait_for "redis on $HOST:$REDIS_PORT" "$TIMEOUT" redis_ping "$REDIS_PORT" ||
+		fail_start redis "$dir/redis.log" "no PONG on $HOST:$REDIS_PORT"
+	wait_for "redis pidfile" 5 test -s "$pidfile" ||
+		fail_start redis "$dir/redis.log" "no pidfile $pidfile"
+	log "redis listening on $HOST:$REDIS_PORT (pid $(pid_of "$pidfile"))"
+}
+
+cluster_pidfile() { printf '%s\n' "$STATE/redis-cluster-$1.pid"; }
+
+stop_cluster() {
+	local p
+	for p in "${CLUSTER_PORTS[@]}"; do
+		stop_pidfile "$(cluster_pidfile "$p")" "$REDIS_MARK"
+	done
+}
+
+start_cluster() {
+	local p all_alive=1
+	for p in "${CLUSTER_PORTS[@]}"; do
+		alive "$(cluster_pidfile "$p")" "$REDIS_MARK" && redis_ping "$p" || all_alive=0
+	done
+	if ((all_alive)); then
+		if cluster_all_ok; then
+			log "redis cluster already running on $HOST:${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[-1]}"
+			return 0
+		fi
+		if wait_for "cluster_state:ok" 10 cluster_all_ok; then
+			log "redis cluster already running on $HOST:${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[-1]}"
+			return 0
+		fi
+		log "redis cluster nodes are up but the cluster is not ok; recreating it"
+	fi
+	# Some node is missing or the cluster is broken: state on disk
+	# (nodes.conf) is stale, so start from scratch.
+	if ((!all_alive)) && [[ -d $STATE/cluster ]]; then
+		log "redis cluster nodes are not all running; creating a fresh cluster"
+	fi
+	stop_cluster
+	rm -rf "$STATE/cluster"
+	for p in "${CLUSTER_PORTS[@]}"; do
+		free_port "redis cluster node" "$p"
+		free_port "redis cluster bus" "$((p + 10000))"
+	done
+	for p in "${CLUSTER_PORTS[@]}"; do
+		local dir="$STATE/cluster/$p"
+		mkdir -p "$dir"
+		redis-server --port "$p" --bind "$HOST" --protected-mode yes \
+			--cluster-enabled yes --cluster-config-file nodes.conf \
+			--cluster-node-timeout 5000 \
+			--daemonize yes --pidfile "$(cluster_pidfile "$p")" --dir "$dir" \
+			--logfile "$dir/redis.log" --save "" --appendonly no >/dev/null ||
+			fail_start "redis cluster node $p" "$dir/redis.log" "redis-server exited with an error"
+	done
+	for p in "${CLUSTER_PORTS[@]}"; do
+		wait_for "redis cluster node on $HOST:$p" "$TIMEOUT" redis_ping "$p" ||
+			fail_start "redis cluster node $p" "$STATE/cluster/$p/redis.log" "no PONG on $HOST:$p"
+		wait_for "redis cluster pidfile" 5 test -s "$(cluster_pidfile "$p")" ||
+			fail_start "redis cluster node $p" "$STATE/cluster/$p/redis.log" "no pidfile"
+	done
+	local addrs=()
+	for p in "${CLUSTER_PORTS[@]}"; do addrs+=("$HOST:$p"); done
+	redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+		>"$STATE/cluster/create.log" 2>&1 ||
+		fail_start "redis cluster" "$STATE/cluster/create.log" "redis-cli --cluster create failed"
+	wait_for "cluster_state:ok on every cluster node" "$TIMEOUT" cluster_all_ok ||
+		fail_start "redis cluster" "$STATE/cluster/create.log" "cluster_state is not ok"
+	log "redis cluster listening on $HOST:${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[-1]}"
+}
+
+start_memcached() {
+	local pidfile="$STATE/memcached.pid" logfile="$STATE/memcached.log"
+	if alive "$pidfile" "$MEMCACHED_MARK" && memcached_ping "$MEMCACHED_PORT"; then
+		log "memcached already running on $HOST:$MEMCACHED_PORT"
+		return 0
+	fi
+	stop_pidfile "$pidfile" "$MEMCACHED_MARK"
+	free_port memcached "$MEMCACHED_PORT"
+	local user=()
+	[[ $(id -u) == 0 ]] && user=(-u root)
+	# -d daemonizes, so the pidfile (-P) holds the daemon's pid.
+	memcached -d "${user[@]}" -l "$HOST" -p "$MEMCACHED_PORT" -U 0 -m 64 \
+		-P "$pidfile" >"$logfile" 2>&1 ||
+		fail_start memcached "$logfile" "memcached exited with an error"
+	wait_for "memcached on $HOST:$MEMCACHED_PORT" "$TIMEOUT" memcached_ping "$MEMCACHED_PORT" ||
+		fail_start memcached "$logfile" "no VERSION reply on $HOST:$MEMCACHED_PORT"
+	wait_for "memcached pidfile" 5 test -s "$pidfile" ||
+		fail_start memcached "$logfile" "no pidfile $pidfile"
+	log "memcached listening on $HOST:$MEMCACHED_PORT (pid $(pid_of "$pidfile"))"
+}
+
+start_dynalite() {
+	local pidfile="$STATE/dynalite.pid" logfile="$STATE/dynalite.log"
+	if alive "$pidfile" "$DYNALITE_MARK" && port_open "$DYNALITE_PORT"; then
+		log "dynalite already running on $HOST:$DYNALITE_PORT"
+		return 0
+	fi
+	stop_pidfile "$pidfile" "$DYNALITE_MARK"
+	free_port dynalite "$DYNALITE_PORT"
+	ensure_dynalite
+	# In-memory store (no --path); --host keeps it off every other interface;
+	# tables become ACTIVE at once instead of after 500 ms.
+	# setsid detaches it from the caller's process group; in a script (no job
+	# control) the background child is no group leader, so setsid execs in
+	# place and $! is node's own pid.
+	local launcher=()
+	command -v setsid >/dev/null && launcher=(setsid)
+	"${launcher[@]}" nohup node "$DYNALITE_CLI" --port "$DYNALITE_PORT" --host "$HOST" \
+		--createTableMs 0 --deleteTableMs 0 --updateTableMs 0 </dev/null >"$logfile" 2>&1 &
+	local pid=$!
+	echo "$pid" >"$pidfile"
+	wait_for "dynalite on $HOST:$DYNALITE_PORT" "$TIMEOUT" port_open "$DYNALITE_PORT" ||
+		fail_start dynalite "$logfile" "nothing listening on $HOST:$DYNALITE_PORT"
+	alive "$pidfile" "$DYNALITE_MARK" ||
+		fail_start dynalite "$logfile" "pid $pid is not the dynalite process"
+	log "dynalite listening on $HOST:$DYNALITE_PORT (pid $pid)"
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_start() {
+	ensure_packages
+	mkdir -p "$STATE"
+	start_redis
+	start_cluster
+	start_memcached
+	start_dynalite
+}
+
+cmd_stop() {
+	[[ -d $STATE ]] || return 0
+	stop_pidfile "$STATE/dynalite.pid" "$DYNALITE_MARK"
+	stop_pidfile "$STATE/memcached.pid" "$MEMCACHED_MARK"
+	stop_cluster
+	stop_pidfile "$STATE/redis.pid" "$REDIS_MARK"
+}
+
+cmd_env() {
+	local addrs=() p
+	for p in "${CLUSTER_PORTS[@]}"; do addrs+=("$HOST:$p"); done
+	local IFS=,
+	cat <<-END
+		export MEMO_REDIS_ADDR=$HOST:$REDIS_PORT
+		export MEMO_REDIS_CLUSTER_ADDRS=${addrs[*]}
+		export MEMO_MEMCACHED_ADDR=$HOST:$MEMCACHED_PORT
+		export MEMO_DYNAMODB_ENDPOINT=http://$HOST:$DYNALITE_PORT
+	END
+}
+
+case ${1:-} in
+start) cmd_start ;;
+stop) cmd_stop ;;
+env) cmd_env ;;
+*)
+	echo "usage: $0 start|stop|env" >&2
+	exit 2
+	;;
+esac
