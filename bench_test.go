@@ -55,6 +55,44 @@ func BenchmarkHit(b *testing.B) {
 	})
 }
 
+// Score has no pointers, slices or maps: a hit is a plain copy.
+type Score struct {
+	ID     int64
+	Points float64
+	Rank   int32
+	Active bool
+}
+
+func benchScore(ctx context.Context, id int64) (Score, error) {
+	return Score{ID: id, Points: 9.5, Rank: 3, Active: true}, nil
+}
+
+// BenchmarkHitFlat measures a hit whose result needs no deep copy.
+func BenchmarkHitFlat(b *testing.B) {
+	ctx := context.Background()
+	b.Run("memo", func(b *testing.B) {
+		f := memo.New(benchScore, memo.WithBackend(memory.New()), memo.Expire(time.Hour))
+		f.Call(ctx, 42)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := f.Call(ctx, 42); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("map+RWMutex", func(b *testing.B) {
+		var mu sync.RWMutex
+		m := map[int64]Score{42: {ID: 42}}
+		b.ReportAllocs()
+		for b.Loop() {
+			mu.RLock()
+			v := m[42]
+			mu.RUnlock()
+			_ = v
+		}
+	})
+}
+
 // BenchmarkMiss measures memo's work on a miss (key, encode, envelope,
 // store) beside calling fn directly.
 func BenchmarkMiss(b *testing.B) {

@@ -27,7 +27,7 @@ func newCopier(t reflect.Type) copier {
 	if !ok {
 		return copier{}
 	}
-	if f == nil || f.fn == nil && !f.pending {
+	if f == nil {
 		return copier{ok: true}
 	}
 	return copier{ok: true, fixup: func(p unsafe.Pointer) { f.fn(p) }}
@@ -45,7 +45,7 @@ type compiler struct{ done map[reflect.Type]*fix }
 // can be copied at all.
 func (c *compiler) compile(t reflect.Type) (*fix, bool) {
 	if f, ok := c.done[t]; ok {
-		return f, true
+		return f, true // nil when t needs no fix-up
 	}
 	switch t.Kind() {
 	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
@@ -73,7 +73,7 @@ func (c *compiler) compile(t reflect.Type) (*fix, bool) {
 			if !ok {
 				return nil, false
 			}
-			if ff != nil {
+			if ff != nil { // a fix-up, or a recursive type still compiling
 				fields = append(fields, field{sf.Offset, ff})
 			}
 		}
@@ -160,6 +160,10 @@ func (c *compiler) compile(t reflect.Type) (*fix, bool) {
 		return nil, false
 	}
 	f.pending = false
+	if f.fn == nil {
+		c.done[t] = nil // nothing to fix: a plain assignment copies it
+		return nil, true
+	}
 	return f, true
 }
 

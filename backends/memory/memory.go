@@ -165,25 +165,27 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // Load is Get for a caller on the hot path that keeps a decoded form of a
-// value beside it (memo does, to answer a hit without decoding): it takes
-// the key as bytes, so that the caller need not allocate a string, and the
-// current time in Unix nanoseconds; it returns what [Backend.Attach] put
-// beside the value, or nil. Like Get's, the returned slice and aux are
-// shared: the caller must not modify them.
-func (b *Backend) Load(key []byte, now int64) (val []byte, aux any, ok bool) {
+// value beside it (memo does, to answer a hit without decoding). It takes
+// the key as bytes, so that the caller need not allocate a string; it
+// returns what [Backend.Attach] put beside the value (or nil) and the
+// entry's expiry in Unix nanoseconds (0: none) without checking it, so that
+// the caller reads the clock once for this and its own checks: an entry
+// with 0 < expires <= now must be taken as a miss. Like Get's, the returned
+// slice and aux are shared: the caller must not modify them.
+func (b *Backend) Load(key []byte) (val []byte, aux any, expires int64, ok bool) {
 	s := &b.shards[maphash.Bytes(b.seed, key)&b.mask]
 	s.mu.RLock()
 	e, ok := s.m[string(key)]
-	if !ok || (e.expires != 0 && now >= e.expires) {
+	if !ok {
 		s.mu.RUnlock()
-		return nil, nil, false
+		return nil, nil, 0, false
 	}
 	if !e.ref.Load() {
 		e.ref.Store(true)
 	}
-	val, aux = e.val, e.aux
+	val, aux, expires = e.val, e.aux, e.expires
 	s.mu.RUnlock()
-	return val, aux, true
+	return val, aux, expires, true
 }
 
 // Attach keeps aux beside the value under key, provided the entry still
