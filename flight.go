@@ -60,6 +60,20 @@ func (g *group[T]) do(ctx context.Context, key string, work func(context.Context
 	}
 	f, ok := g.m[key]
 	if !ok {
+		if ctx.Done() == nil {
+			// A caller that cannot be cancelled never leaves early, so it
+			// runs work itself, sparing a goroutine, on its own context:
+			// nothing ever cancels it, as nothing would cancel the shared
+			// one while this caller waits.
+			f = &flight[T]{done: make(chan struct{}), cancel: func() {}, waiters: 1}
+			g.m[key] = f
+			g.mu.Unlock()
+			g.run(ctx, key, f, work)
+			if f.panic != nil {
+				panic(f.panic)
+			}
+			return f.val, f.taken.Add(1) == 1, nil
+		}
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight[T]{done: make(chan struct{}), cancel: cancel}
 		g.m[key] = f
