@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -45,6 +46,7 @@ type flight[T any] struct {
 	cancel  context.CancelFunc
 	waiters int // guarded by group.mu
 	taken   atomic.Int32
+	dropped atomic.Bool // Forget or Clear came while work ran: do not store
 	val     T
 	panic   *PanicError
 }
@@ -53,7 +55,7 @@ type flight[T any] struct {
 // time per key. first is true for the first caller to take this flight's
 // result, which may own it; the others must copy what they mutate. do
 // panics with a *PanicError when work panicked.
-func (g *group[T]) do(ctx context.Context, key string, work func(context.Context) T) (v T, first bool, err error) {
+func (g *group[T]) do(ctx context.Context, key string, work func(context.Context, *flight[T]) T) (v T, first bool, err error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*flight[T])
@@ -103,7 +105,7 @@ func (g *group[T]) do(ctx context.Context, key string, work func(context.Context
 	return f.val, f.taken.Add(1) == 1, nil
 }
 
-func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(context.Context) T) {
+func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(context.Context, *flight[T]) T) {
 	normal := false
 	defer func() {
 		if !normal {
@@ -121,6 +123,18 @@ func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(
 		g.mu.Unlock()
 		close(f.done)
 	}()
-	f.val = work(ctx)
+	f.val = work(ctx, f)
 	normal = true
+}
+
+// drop marks the flights under way whose key has the given prefix (a key,
+// or a namespace key and ':') so that they do not store their answers.
+func (g *group[T]) drop(prefix string, exact bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k, f := range g.m {
+		if k == prefix || !exact && strings.HasPrefix(k, prefix) {
+			f.dropped.Store(true)
+		}
+	}
 }

@@ -218,14 +218,16 @@ func (f *Func[A, R]) key(s *state, a A) (string, error) {
 }
 
 // Forget drops the entry for a, so that the next call runs fn. A
-// computation already under way for a may still store its answer.
-// The error, if any, is a *[BackendError].
+// computation for a already under way in this process does not store its
+// answer (its callers still get it). The error, if any, is a
+// *[BackendError].
 func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 	s := f.load()
 	key, err := f.key(s, a)
 	if err != nil {
 		return &BackendError{Op: "key", Key: s.nsKey, Err: err}
 	}
+	f.flights.drop(key, true)
 	if err := s.backend.Delete(ctx, key); err != nil {
 		return &BackendError{Op: "delete", Key: key, Err: err}
 	}
@@ -233,7 +235,8 @@ func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 }
 
 // Clear drops every entry of the function's namespace, on every process
-// sharing the backend, and nothing outside it. It returns
+// sharing the backend, and nothing outside it; computations under way in
+// this process do not store their answers. It returns
 // [ErrClearUnsupported] when the backend does not implement [Clearer], and
 // otherwise a *[BackendError] on failure.
 func (f *Func[A, R]) Clear(ctx context.Context) error {
@@ -242,6 +245,7 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 	if !ok {
 		return ErrClearUnsupported
 	}
+	f.flights.drop(s.nsKey+":", false)
 	if err := c.Clear(ctx, s.nsKey); err != nil {
 		return &BackendError{Op: "clear", Key: s.nsKey, Err: err}
 	}
@@ -359,9 +363,9 @@ func (f *Func[A, R]) check(s *state, b []byte, now int64) (envelope, bool, error
 // compute runs fn for key once among concurrent callers and stores its
 // answer.
 func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A) (result[R], bool, error) {
-	return f.flights.do(ctx, key, func(fctx context.Context) result[R] {
+	return f.flights.do(ctx, key, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		res := f.run(fctx, s, key, a)
-		if res.entry != nil {
+		if res.entry != nil && !fl.dropped.Load() {
 			f.store(fctx, s, key, res.entry)
 		}
 		return res

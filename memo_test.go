@@ -607,3 +607,38 @@ func TestPanic(t *testing.T) {
 		t.Fatal("Call after a panic hangs")
 	}
 }
+
+// A Forget during a computation keeps that computation from storing.
+func TestForgetDuringCompute(t *testing.T) {
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	var runs atomic.Int64
+	f := memo.New(func(ctx context.Context, id int) (int64, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return runs.Load(), nil
+	}, memo.Namespace("forget-inflight"), memo.WithBackend(newMem()))
+	for _, drop := range []func() error{
+		func() error { return f.Forget(ctx, 1) },
+		func() error { return f.Clear(ctx) },
+	} {
+		f.Forget(ctx, 1)
+		runs.Store(0)
+		started, release = make(chan struct{}), make(chan struct{})
+		done := make(chan int64)
+		go func() { v, _ := f.Call(ctx, 1); done <- v }()
+		<-started
+		if err := drop(); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		if v := <-done; v != 1 {
+			t.Fatalf("the waiting caller got %d, want 1", v)
+		}
+		if v, _ := f.Call(ctx, 1); v != 2 {
+			t.Fatalf("Call after Forget/Clear during the computation = %d, want 2 (the dropped answer was stored)", v)
+		}
+	}
+}
