@@ -405,7 +405,9 @@ func (f *Func[A, R]) store(ctx context.Context, s *state, key string, e *Entry) 
 	defer cancel()
 	if err := s.backend.Set(bctx, key, e.raw, s.expire); err != nil {
 		s.report(ctx, "set", key, err)
+		return
 	}
+	e.Stored = true
 }
 
 // Mode says how [Func.Lookup] uses the cache; the HTTP adapter derives it
@@ -435,6 +437,10 @@ type Entry struct {
 	// or a key that could not be built): the answer was neither read from
 	// nor written to the cache, and has no expiry.
 	Cached bool
+	// Stored is true when this call computed the answer and the backend
+	// accepted it (false on a hit, on a bypass, and when the write failed
+	// or was dropped by Forget or Clear).
+	Stored bool
 	// StoredAt is when fn computed the answer.
 	StoredAt time.Time
 	// FreshUntil is when the entry expires; zero when it never does.

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/gomemo/memo"
+	"github.com/gomemo/memo/backends/memory"
+)
+
+// TestQuickstart walks the README's curl lines: MISS, HIT, 304, 404.
+func TestQuickstart(t *testing.T) {
+	users := memo.New(fetchUser, memo.Expire(60*time.Second), memo.WithBackend(memory.New()))
+	srv := httptest.NewServer(newMux(users))
+	defer srv.Close()
+	get := func(path string, hdr ...string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	start := time.Now()
+	miss, body := get("/users/42")
+	if miss.StatusCode != 200 || miss.Header.Get("X-Cache") != "MISS" || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("first GET = %d %s after %v, want 200 MISS after the slow lookup", miss.StatusCode, miss.Header.Get("X-Cache"), time.Since(start))
+	}
+	start = time.Now()
+	hit, body2 := get("/users/42")
+	if hit.StatusCode != 200 || hit.Header.Get("X-Cache") != "HIT" || body2 != body {
+		t.Fatalf("second GET = %d %s %q, want 200 HIT %q", hit.StatusCode, hit.Header.Get("X-Cache"), body2, body)
+	}
+	if el := time.Since(start); el > 200*time.Millisecond {
+		t.Logf("hit took %v", el) // not asserted: timing is not a test
+	}
+	nm, b := get("/users/42", "If-None-Match", hit.Header.Get("ETag"))
+	if nm.StatusCode != http.StatusNotModified || b != "" {
+		t.Fatalf("conditional GET = %d %q, want 304 with no body", nm.StatusCode, b)
+	}
+	nf, b := get("/users/99999")
+	if nf.StatusCode != http.StatusNotFound || nf.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("GET missing user = %d %q (Cache-Control %q), want 404 no-store", nf.StatusCode, b, nf.Header.Get("Cache-Control"))
+	}
+	sq, b := get("/squares?n=12")
+	if sq.StatusCode != 200 || len(b) < len("12 squared is 144") || b[:17] != "12 squared is 144" {
+		t.Fatalf("GET /squares?n=12 = %d %q", sq.StatusCode, b)
+	}
+}
