@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 	"unsafe"
+
+	"github.com/gomemo/memo/backends/memory"
 )
 
 // A copier gives a caller a value of its own from a decoded value that the
@@ -202,4 +204,59 @@ func sliceFix(t reflect.Type, ef *fix) func(p unsafe.Pointer) {
 		}
 		src.Set(dst)
 	}
+}
+
+// footprint estimates the heap bytes that the value at v holds beyond
+// itself: the objects its pointers, slices, maps and strings reach, each
+// rounded to the allocator's size class. Strings are counted whole even
+// where decoding shared them. It is what a kept decoded value counts
+// against the in-memory backend's byte bound.
+func footprint(v reflect.Value, depth int) int64 {
+	if depth > 64 {
+		return 0
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return memory.AllocSize(v.Len())
+	case reflect.Pointer:
+		if v.IsNil() || v.Type() == reflect.TypeFor[*time.Location]() {
+			return 0
+		}
+		e := v.Elem()
+		return memory.AllocSize(int(e.Type().Size())) + footprint(e, depth+1)
+	case reflect.Slice:
+		if v.IsNil() {
+			return 0
+		}
+		n := memory.AllocSize(v.Cap() * int(v.Type().Elem().Size()))
+		for i := range v.Len() {
+			n += footprint(v.Index(i), depth+1)
+		}
+		return n
+	case reflect.Array:
+		var n int64
+		for i := range v.Len() {
+			n += footprint(v.Index(i), depth+1)
+		}
+		return n
+	case reflect.Struct:
+		var n int64
+		for i := range v.NumField() {
+			n += footprint(v.Field(i), depth+1)
+		}
+		return n
+	case reflect.Map:
+		if v.IsNil() {
+			return 0
+		}
+		// A map's table: its slots at the average load, and a header.
+		slot := int(v.Type().Key().Size()+v.Type().Elem().Size()) + 1
+		n := memory.AllocSize(48) + int64(v.Len()*slot*8/7*4/3)
+		iter := v.MapRange()
+		for iter.Next() {
+			n += footprint(iter.Key(), depth+1) + footprint(iter.Value(), depth+1)
+		}
+		return n
+	}
+	return 0
 }

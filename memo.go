@@ -304,7 +304,8 @@ func (f *Func[A, R]) memHit(ctx context.Context, s *state, kb []byte) (R, bool) 
 		} else {
 			*keep = copyOut(&v, f.cp.fixup)
 		}
-		s.mem.Attach(string(kb), val, keep, int64(len(env.payload)))
+		cost := memory.AllocSize(int(unsafe.Sizeof(*keep))) + footprint(reflect.ValueOf(keep).Elem(), 0)
+		s.mem.Attach(string(kb), val, keep, cost)
 	}
 	return v, true
 }
