@@ -2,6 +2,8 @@ package memo_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +118,57 @@ func BenchmarkMiss(b *testing.B) {
 			benchUser(ctx, id)
 		}
 	})
+}
+
+// BenchmarkHitScale measures hits on stores holding 1,000 to 1,000,000
+// entries, with keys drawn uniformly or from a Zipf law (s=1.1, the skew of
+// real traffic), beside a bare map+RWMutex holding the same values: what
+// the bare map loses to the CPU caches as the set grows, memo loses too;
+// the ratio between them is what memo's hit path adds.
+func BenchmarkHitScale(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
+		mem := memory.New(memory.MaxEntries(2*n), memory.MaxBytes(1<<40)) // room for uneven shards
+		f := memo.New(benchUser, memo.WithBackend(mem), memo.Expire(time.Hour))
+		var mu sync.RWMutex
+		m := make(map[int64]BenchUser, n)
+		for i := range int64(n) {
+			f.Call(ctx, i)
+			f.Call(ctx, i)
+			m[i], _ = benchUser(ctx, i)
+		}
+		r := rand.New(rand.NewPCG(1, 2))
+		zipf := rand.NewZipf(r, 1.1, 1, uint64(n-1))
+		for _, dist := range []string{"uniform", "zipf"} {
+			keys := make([]int64, 1<<16)
+			for i := range keys {
+				if dist == "zipf" {
+					keys[i] = int64(zipf.Uint64())
+				} else {
+					keys[i] = r.Int64N(int64(n))
+				}
+			}
+			b.Run(fmt.Sprintf("%s/entries=%d/memo", dist, n), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if _, err := f.Call(ctx, keys[i&(len(keys)-1)]); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+			b.Run(fmt.Sprintf("%s/entries=%d/map", dist, n), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					mu.RLock()
+					v := m[keys[i&(len(keys)-1)]]
+					mu.RUnlock()
+					_ = v
+					i++
+				}
+			})
+		}
+	}
 }

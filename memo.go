@@ -278,18 +278,29 @@ func (f *Func[A, R]) memHit(ctx context.Context, s *state, kb []byte) (R, bool) 
 			return zero, false
 		}
 	}
+	// A kept value was checked against its envelope when it was attached:
+	// only its freshness and codec remain to check, and the envelope's
+	// bytes are not read again.
+	if k, ok := aux.(*kept[R]); ok && k.codec == s.codec.Name() {
+		if k.freshUntil != 0 {
+			if now == 0 {
+				now = nowNano()
+			}
+			if now >= k.freshUntil {
+				return zero, false
+			}
+		}
+		if f.cp.fixup == nil {
+			return k.v, true
+		}
+		return copyOut(&k.v, f.cp.fixup), true
+	}
 	env, ok, err := f.check(s, val, now)
 	if err != nil {
 		s.report(ctx, "decode", string(kb), err)
 	}
 	if !ok {
 		return zero, false
-	}
-	if d, ok := aux.(*R); ok {
-		if f.cp.fixup == nil {
-			return *d, true
-		}
-		return copyOut(d, f.cp.fixup), true
 	}
 	var v R
 	if err := s.codec.Unmarshal(env.payload, &v); err != nil {
@@ -298,16 +309,22 @@ func (f *Func[A, R]) memHit(ctx context.Context, s *state, kb []byte) (R, bool) 
 	}
 	if f.cp.ok {
 		// Keep a copy of our own: v goes to the caller, who may mutate it.
-		keep := new(R)
-		if f.cp.fixup == nil {
-			*keep = v
-		} else {
-			*keep = copyOut(&v, f.cp.fixup)
+		keep := &kept[R]{v: v, freshUntil: env.freshUntil, codec: s.codec.Name()}
+		if f.cp.fixup != nil {
+			keep.v = copyOut(&v, f.cp.fixup)
 		}
-		cost := memory.AllocSize(int(unsafe.Sizeof(*keep))) + footprint(reflect.ValueOf(keep).Elem(), 0)
+		cost := memory.AllocSize(int(unsafe.Sizeof(*keep))) + footprint(reflect.ValueOf(&keep.v).Elem(), 0)
 		s.mem.Attach(string(kb), val, keep, cost)
 	}
 	return v, true
+}
+
+// kept is a decoded value the in-memory backend holds beside an entry's
+// bytes, with what a hit must still check. It is never modified.
+type kept[R any] struct {
+	v          R
+	freshUntil int64
+	codec      string
 }
 
 func copyOut[R any](d *R, fixup func(unsafe.Pointer)) R {
