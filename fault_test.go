@@ -175,3 +175,45 @@ func TestCorruptEntries(t *testing.T) {
 		})
 	}
 }
+
+// socketBackend stands for a backend that stops at its context's deadline
+// through socket deadlines: it never watches ctx.Done().
+type socketBackend struct {
+	faultBackend
+	sawDeadline atomic.Int64 // the deadline's distance from the call, ns
+}
+
+func (s *socketBackend) DeadlineBounded() bool { return true }
+
+func (s *socketBackend) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return nil, false, errors.New("no deadline")
+	}
+	s.sawDeadline.Store(int64(time.Until(d)))
+	time.Sleep(time.Until(d)) // the socket deadline passes
+	return nil, false, context.DeadlineExceeded
+}
+
+// A DeadlineBounded backend gets the Timeout as a deadline, and a stalled
+// call still ends in time.
+func TestDeadlineBounded(t *testing.T) {
+	sb := &socketBackend{}
+	var r reports
+	var c counter
+	f := memo.New(c.fetch, memo.Namespace("deadline"), memo.WithBackend(sb), memo.OnError(r.hook), memo.Timeout(30*time.Millisecond))
+	start := time.Now()
+	got, err := f.Call(context.Background(), 9)
+	if err != nil || got.ID != 9 {
+		t.Fatalf("Call = %v, %v; want fn's answer", got.ID, err)
+	}
+	if d := time.Duration(sb.sawDeadline.Load()); d <= 0 || d > 30*time.Millisecond {
+		t.Errorf("backend saw a deadline %v away, want within the 30ms Timeout", d)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("Call took %v", el)
+	}
+	if ops := r.ops(); len(ops) == 0 || ops[0] != "get" {
+		t.Errorf("reported %v, want the get timeout first", ops)
+	}
+}

@@ -37,8 +37,9 @@ type Func[A, R any] struct {
 type state struct {
 	config
 	gen   uint64
-	nsKey string          // prefix:namespace
-	mem   *memory.Backend // the backend, when it is the in-memory one
+	nsKey    string          // prefix:namespace
+	mem      *memory.Backend // the backend, when it is the in-memory one
+	deadline bool            // the backend is DeadlineBounded
 }
 
 // result is what one computation of fn yields.
@@ -128,6 +129,9 @@ func (f *Func[A, R]) load() *state {
 		s.nsKey = s.prefix + ":" + f.ns
 	}
 	s.mem, _ = s.backend.(*memory.Backend)
+	if d, ok := s.backend.(DeadlineBounded); ok {
+		s.deadline = d.DeadlineBounded()
+	}
 	f.st.Store(s)
 	return s
 }
@@ -138,10 +142,38 @@ func (s *state) report(ctx context.Context, op, key string, err error) {
 
 // backendCtx bounds a backend call by the Timeout option.
 func (s *state) backendCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.mem != nil {
+	switch {
+	case s.mem != nil:
 		return ctx, func() {}
+	case s.deadline:
+		return &deadlineCtx{ctx, time.Now().Add(s.timeout)}, func() {}
 	}
 	return context.WithTimeout(ctx, s.timeout)
+}
+
+// deadlineCtx is ctx with an earlier deadline and no timer: its Done closes
+// only with ctx's, so it serves backends that stop at the deadline on their
+// own (DeadlineBounded).
+type deadlineCtx struct {
+	context.Context
+	d time.Time
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.d) {
+		return d, true
+	}
+	return c.d, true
+}
+
+func (c *deadlineCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // Call returns fn's answer for a, from the cache when it holds a fresh one.

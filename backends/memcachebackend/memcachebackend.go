@@ -5,28 +5,54 @@
 //	client.MaxIdleConns = 64 // about the number of concurrent callers
 //	b := memcachebackend.New(client)
 //
-// # Clear and generations
+// # Clear, generations, and what other processes see
 //
 // Memcached cannot list keys, so [Backend.Clear] works with a generation
-// counter per namespace, stored in Memcached itself under a reserved key
-// that holds no ':' (memo's keys always do, so the two never collide; the
-// namespace is hashed with SHA-256 to keep the key short). Every value is
-// stored behind a 9-byte header that records the generation current when it
-// was written. [Backend.Get] fetches the value and the generation in a
-// single GetMulti request (one round trip per server involved) and treats a
-// value of another generation as a miss. Clear increments the generation
-// with one "incr", so old entries become unreachable at once for every
-// process sharing the servers, and Memcached drops them later by expiry or
-// LRU. [Backend.Set] reads the generation first (a second round trip, not
-// cached, so that a Clear by another process is never undone) and then
-// writes the value.
+// counter per namespace, stored in Memcached itself, and the generation is
+// part of every key the backend stores: memo's key "<ns>:<id>" is stored
+// under "<ns>:g<generation in base 36>.<id>". Clear increments the counter
+// with one "incr", and from then on the namespace's keys are new keys: the
+// old entries are unreachable and Memcached drops them later by expiry or
+// LRU.
 //
-// A missing generation counter (never created, evicted, or its server
-// restarted) makes every value of the namespace a miss. The next Set creates
-// a new counter at a random 62-bit starting point, so the entries written
-// under the lost counter stay unreachable (a collision has probability about
-// 2⁻⁶²). The counter key has no expiry and is read on every Get, which keeps
-// it at the head of Memcached's LRU.
+// To keep a hit at one plain "get", each [Backend] caches the generation of
+// the namespaces it uses and reads the counter again at most once per
+// refresh interval ([GenerationRefresh], 1 second by default). This is a
+// trade-off, and it is visible:
+//
+//   - In the process that calls Clear, the Clear is seen at once: Clear
+//     stores the new generation in its own cache before it returns.
+//   - Other processes sharing the servers (other Backends, other machines)
+//     see it only when their cached generation is next refreshed: for up to
+//     the refresh interval (plus one round trip) after Clear returns, they
+//     may still serve, and write, entries of the old generation. Entries
+//     they write then are unreachable once they refresh.
+//   - GenerationRefresh(0) reads the counter on every operation: every
+//     process sees a Clear as soon as it returns, at the cost of a second
+//     round trip on every Get and Set.
+//
+// Refreshes do not stampede: a namespace has at most one refresh in flight
+// per Backend; meanwhile other callers use the generation already cached,
+// or wait for the refresh when there is none yet. A refresh that fails (the
+// counter's server is down) fails the operation that ran it; the callers
+// that came meanwhile went on with the cached generation, and the next
+// caller tries again.
+//
+// The counter lives under a reserved key, "memo.gen." and the base64url
+// SHA-256 of the namespace, which holds no ':'; stored keys always do
+// (or, when "<ns>:g<gen>.<id>" would exceed Memcached's 250 bytes, are
+// "memo.h." and the base64url SHA-256 of that string), so the three never
+// collide and the mapping from (namespace, generation, id) to stored key is
+// one-to-one. Values are stored as they are, with no header: a plain
+// Memcached get of the stored key returns exactly the bytes memo wrote.
+//
+// A missing counter (never created, evicted, or its server restarted) is
+// created at a random 62-bit starting point by the next operation that
+// reads it, so the entries written under the lost counter stay unreachable
+// (a collision has probability about 2⁻⁶²); processes that still cache the
+// old generation go on using it until their next refresh. The counter has
+// no expiry; every process reads it once per refresh interval, which keeps
+// it recently used in Memcached's LRU while the namespace is in use.
 //
 // # Expiry
 //
@@ -47,39 +73,44 @@
 // Memcached refuses items over its item size limit (option -I, 1 MiB by
 // default), where the item counts the key, the value and about 60 bytes of
 // per-item overhead. Set refuses such a value before sending it (see
-// [MaxItemSize]) and maps the server's "object too large" reply to the same
-// error; both wrap [memo.ErrTooLarge] and the value is simply not cached.
-// Keys must be legal Memcached keys (at most 250 bytes, no spaces or control
-// characters), which memo's keys always are, and must contain a ':'.
+// [MaxItemSize]; it counts the stored key at its longest, the key plus 15
+// bytes of generation, at most 250) and maps the server's "object too
+// large" reply to the same error; both wrap [memo.ErrTooLarge] and the
+// value is simply not cached. Keys must contain a ':' and no spaces or
+// control characters, as memo's keys always do.
 //
 // # Contexts and timeouts
 //
 // gomemcache has no context support. Every method returns an error wrapping
-// ctx.Err() when ctx has already ended before a round trip starts, but a
-// request in flight is bounded only by the client's Timeout (500ms by
-// default), not by ctx's deadline.
+// ctx.Err() when ctx has already ended before a round trip starts (and a
+// caller waiting for another's refresh of the generation stops waiting when
+// its ctx ends), but a request in flight is bounded only by the client's
+// Timeout (500ms by default), not by ctx's deadline.
 //
 // # Several servers
 //
 // Keys are spread over the client's servers by its [memcache.ServerSelector]
 // (by default a hash over [memcache.ServerList]). A value and its
-// namespace's generation may live on different servers: GetMulti then asks
-// both in parallel. Losing the server that holds a generation counter makes
-// the namespace's values misses, as described above; it never resurrects
-// cleared ones.
+// namespace's counter may live on different servers. Losing a server loses
+// the values it held (misses, recomputed and stored on the remaining
+// servers) and the counters it held: those namespaces start over at a
+// random generation, which makes all their values misses, never resurrects
+// cleared ones. Note that [memcache.ServerList] rehashes every key when the
+// list changes, so removing a server from the list moves most keys.
 package memcachebackend
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -91,21 +122,33 @@ import (
 // otherwise with [MaxItemSize]: Memcached's default (-I 1m).
 const DefaultMaxItemSize = 1 << 20
 
+// DefaultGenerationRefresh is how long a [Backend] uses a namespace's cached
+// generation before reading the counter again, unless [GenerationRefresh]
+// says otherwise.
+const DefaultGenerationRefresh = time.Second
+
 const (
 	// itemOverhead is what Memcached adds to the key and the value when it
 	// checks an item against its size limit (measured 59 bytes on
 	// memcached 1.6 with 64-bit CAS ids; rounded up).
 	itemOverhead = 64
 
-	// The header is the prefix of every stored value: a format byte then the
-	// namespace generation, big-endian.
-	headerLen   = 9
-	headerMagic = 0xd7
+	// maxKeyLen is Memcached's key length limit.
+	maxKeyLen = 250
+
+	// genOverhead is the most that the generation adds to a key: "g", up to
+	// 13 base-36 digits of a uint64, and ".".
+	genOverhead = 15
 
 	// maxRelative is the longest expiry Memcached reads as relative seconds.
 	maxRelative = 30 * 24 * 60 * 60
 
-	genPrefix = "memo.gen."
+	genPrefix  = "memo.gen."
+	hashPrefix = "memo.h."
+
+	// sweepMin is the number of cached namespaces above which inserting a
+	// new one first drops the stale ones.
+	sweepMin = 1024
 )
 
 // Backend is a [memo.Backend] and [memo.Clearer] on Memcached. It is safe for
@@ -114,11 +157,17 @@ const (
 type Backend struct {
 	client  *memcache.Client
 	maxItem int
+	refresh time.Duration
+
+	mu      sync.RWMutex
+	gens    map[string]*nsGen // cached generations, by namespace
+	sweepAt int               // len(gens) at which the next insert sweeps
 }
 
 var (
-	_ memo.Backend = (*Backend)(nil)
-	_ memo.Clearer = (*Backend)(nil)
+	_ memo.Backend         = (*Backend)(nil)
+	_ memo.Clearer         = (*Backend)(nil)
+	_ memo.DeadlineBounded = (*Backend)(nil)
 )
 
 // Option configures a [Backend] in [New].
@@ -126,10 +175,10 @@ type Option func(*Backend)
 
 // MaxItemSize tells the backend the server's item size limit in bytes
 // (Memcached's -I option; [DefaultMaxItemSize] when not given). Set refuses,
-// without a round trip, a value whose item would exceed it: key, a 9-byte
-// header, the value and Memcached's per-item overhead. When servers with
-// different limits share a client, give the smallest. A non-positive n
-// leaves the default.
+// without a round trip, a value whose item would exceed it: the stored key
+// (at most the key plus 15 bytes, and at most 250), the value and
+// Memcached's per-item overhead. When servers with different limits share a
+// client, give the smallest. A non-positive n leaves the default.
 func MaxItemSize(n int) Option {
 	return func(b *Backend) {
 		if n > 0 {
@@ -138,64 +187,90 @@ func MaxItemSize(n int) Option {
 	}
 }
 
+// GenerationRefresh sets how long the backend uses a namespace's cached
+// generation before reading its counter again (default
+// [DefaultGenerationRefresh], 1s). It bounds how long after a
+// [Backend.Clear] by another process (or another Backend) this one may
+// still read and write the namespace's old entries (d, plus the time a
+// refresh takes); a Clear through this
+// Backend is seen at once whatever d. A d of 0 (or less) caches nothing:
+// every Get and Set reads the counter first, a second round trip, and
+// every process sees a Clear as soon as it returns.
+func GenerationRefresh(d time.Duration) Option {
+	return func(b *Backend) { b.refresh = max(d, 0) }
+}
+
 // New returns a backend that stores through client. The caller keeps
-// ownership of client (its Timeout, MaxIdleConns and Close); since Get and
-// Set may each use a connection per server involved, set MaxIdleConns to
-// about the number of concurrent callers, or connections are redialled.
+// ownership of client (its Timeout, MaxIdleConns and Close); set
+// MaxIdleConns to about the number of concurrent callers, or connections
+// are redialled.
 func New(client *memcache.Client, opts ...Option) *Backend {
-	b := &Backend{client: client, maxItem: DefaultMaxItemSize}
+	b := &Backend{
+		client:  client,
+		maxItem: DefaultMaxItemSize,
+		refresh: DefaultGenerationRefresh,
+		gens:    map[string]*nsGen{},
+		sweepAt: sweepMin,
+	}
 	for _, o := range opts {
 		o(b)
 	}
 	return b
 }
 
+// DeadlineBounded reports true: gomemcache bounds every round trip by the
+// client's Timeout and cannot watch ctx, so a timer per call from memo
+// would only cost time. Set the client's Timeout to what a stalled server
+// may cost a caller (memo.Timeout does not shorten it).
+func (b *Backend) DeadlineBounded() bool { return true }
+
 // Get returns the value stored under key, or a miss when there is none, when
 // it has expired, or when it was written before the last [Backend.Clear] of
-// its namespace. It costs one GetMulti request for the value and the
-// namespace's generation. The returned slice is the caller's to read.
-// Errors: ctx already ended (wrapping ctx.Err()), a key without ':',
-// network failures and timeouts, a malformed stored value.
+// its namespace that this Backend has seen (see the package documentation).
+// With the namespace's generation cached it costs one "get"; otherwise the
+// counter is read first. The returned slice is the caller's to read.
+// Errors: ctx already ended (wrapping ctx.Err()), a key without ':' or with
+// spaces or control characters, network failures and timeouts, a malformed
+// generation counter.
 func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
 	}
-	ns, _, ok := memo.SplitKey(key)
+	ns, id, ok := memo.SplitKey(key)
 	if !ok {
 		return nil, false, errNoNamespace("get", key)
 	}
-	gk := genKey(ns)
-	items, err := b.client.GetMulti([]string{key, gk})
-	if err != nil {
-		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
-	}
-	it, g := items[key], items[gk]
-	if it == nil || g == nil {
-		// Without a generation no value of the namespace is current.
-		return nil, false, nil
-	}
-	gen, err := parseGen(g.Value)
+	st, err := b.current(ctx, ns)
 	if err != nil {
 		return nil, false, fmt.Errorf("memcachebackend: get %q: generation of %q: %w", key, ns, err)
 	}
-	if len(it.Value) < headerLen || it.Value[0] != headerMagic {
-		return nil, false, fmt.Errorf("memcachebackend: get %q: malformed stored value (%d bytes, no memo header)", key, len(it.Value))
+	pk, err := st.key(id)
+	if err != nil {
+		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
 	}
-	if binary.BigEndian.Uint64(it.Value[1:headerLen]) != gen {
-		return nil, false, nil // written before a Clear
+	it, err := b.client.Get(pk)
+	if err != nil {
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
 	}
-	return it.Value[headerLen:], true, nil
+	if it.Value == nil {
+		return []byte{}, true, nil
+	}
+	return it.Value, true, nil
 }
 
-// Set stores value under key for ttl (0: no expiry), tagged with the
-// namespace's current generation, creating the generation if it is missing.
-// It costs two round trips: one to read the generation, one to store. The
-// ttl is rounded up to whole seconds (see the package documentation). A
-// value too large for the server is not stored and returns an error
-// wrapping [memo.ErrTooLarge]; when the server (not the local check) refuses
-// it, Memcached also drops any previous value under key. Other errors: ctx
-// already ended (wrapping ctx.Err()), a negative ttl, a key without ':',
-// network failures and timeouts. Set does not retain value.
+// Set stores value under key for ttl (0: no expiry), under the namespace's
+// generation as this Backend knows it, creating the counter if it is
+// missing. With the generation cached it costs one "set"; otherwise the
+// counter is read first. The ttl is rounded up to whole seconds (see the
+// package documentation). A value too large for the server is not stored
+// and returns an error wrapping [memo.ErrTooLarge]; when the server (not the
+// local check) refuses it, Memcached also drops any previous value under
+// key. Other errors: ctx already ended (wrapping ctx.Err()), a negative
+// ttl, a key without ':' or with spaces or control characters, network
+// failures and timeouts. Set does not retain value.
 func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: set %q: %w", key, err)
@@ -203,26 +278,25 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	if ttl < 0 {
 		return fmt.Errorf("memcachebackend: set %q: negative ttl %v", key, ttl)
 	}
-	ns, _, ok := memo.SplitKey(key)
+	ns, id, ok := memo.SplitKey(key)
 	if !ok {
 		return errNoNamespace("set", key)
 	}
-	if size := len(key) + headerLen + len(value) + itemOverhead; size > b.maxItem {
+	if size := min(len(key)+genOverhead, maxKeyLen) + len(value) + itemOverhead; size > b.maxItem {
 		return fmt.Errorf("memcachebackend: set %q: %d-byte value makes a %d-byte item, over the %d-byte limit: %w",
 			key, len(value), size, b.maxItem, memo.ErrTooLarge)
 	}
-	gen, err := b.generation(ns)
+	st, err := b.current(ctx, ns)
 	if err != nil {
 		return fmt.Errorf("memcachebackend: set %q: generation of %q: %w", key, ns, err)
 	}
-	if err := ctx.Err(); err != nil {
+	pk, err := st.key(id)
+	if err != nil {
 		return fmt.Errorf("memcachebackend: set %q: %w", key, err)
 	}
-	buf := make([]byte, headerLen+len(value))
-	buf[0] = headerMagic
-	binary.BigEndian.PutUint64(buf[1:headerLen], gen)
-	copy(buf[headerLen:], value)
-	err = b.client.Set(&memcache.Item{Key: key, Value: buf, Expiration: expiration(ttl, time.Now())})
+	// gomemcache writes Value to the connection before Set returns and
+	// keeps no reference to it.
+	err = b.client.Set(&memcache.Item{Key: pk, Value: value, Expiration: expiration(ttl, time.Now())})
 	if err != nil {
 		if isTooLarge(err) {
 			return fmt.Errorf("memcachebackend: set %q: %d-byte value: %w (%w)", key, len(value), memo.ErrTooLarge, err)
@@ -232,42 +306,297 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	return nil
 }
 
-// Delete removes key in one round trip; a missing key is not an error.
-// Errors: ctx already ended (wrapping ctx.Err()), network failures and
-// timeouts, an illegal Memcached key.
+// Delete removes key; a missing key is not an error. Unlike Get and Set, it
+// always reads the namespace's counter first (two round trips), so that it
+// removes the current entry even when another process has cleared the
+// namespace within the refresh interval; when this Backend's cached
+// generation was behind, it also removes the entry under that one (a third
+// round trip). Errors: ctx already ended (wrapping ctx.Err()), a key
+// without ':' or with spaces or control characters, network failures and
+// timeouts.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
 	}
-	if err := b.client.Delete(key); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+	ns, id, ok := memo.SplitKey(key)
+	if !ok {
+		return errNoNamespace("delete", key)
+	}
+	st, old, err := b.exact(ns)
+	if err != nil {
+		return fmt.Errorf("memcachebackend: delete %q: generation of %q: %w", key, ns, err)
+	}
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
+	}
+	for _, s := range []*genState{st, old} {
+		if s == nil {
+			continue
+		}
+		pk, err := s.key(id)
+		if err != nil {
+			return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
+		}
+		if err := b.client.Delete(pk); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+			return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
+		}
 	}
 	return nil
 }
 
-// Clear makes every value of namespace ns unreachable at once, for every
-// process using the same servers, by incrementing the namespace's generation
-// (one round trip). Nothing is deleted: the old values expire or are
-// evicted later. A namespace without a generation counter holds no
-// reachable value, so Clear then does nothing. Namespaces that ns is a
-// prefix of, or that nest under it ("ns:sub"), have their own counters and
-// are untouched. Values written concurrently with Clear may or may not
-// survive it. Errors: ctx already ended (wrapping ctx.Err()), network
-// failures and timeouts.
+// Clear makes every value of namespace ns unreachable by incrementing the
+// namespace's generation (one round trip). Nothing is deleted: the old
+// values expire or are evicted later. This Backend sees the Clear at once;
+// other Backends and processes see it when they next refresh their cached
+// generation, within their [GenerationRefresh] interval (at once with
+// GenerationRefresh(0)). A namespace without a counter holds no reachable
+// value: Clear then only drops this Backend's cached generation, so that
+// the next operation creates a new counter. Namespaces that ns is a prefix
+// of, or that nest under it ("ns:sub"), have their own counters and are
+// untouched. Values written concurrently with Clear may or may not survive
+// it. Errors: ctx already ended (wrapping ctx.Err()), network failures and
+// timeouts; after an error the cached generation is dropped, since the
+// increment may or may not have happened.
 func (b *Backend) Clear(ctx context.Context, ns string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
 	}
-	if _, err := b.client.Increment(genKey(ns), 1); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+	if b.refresh == 0 {
+		if _, err := b.client.Increment(genKey(ns), 1); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+			return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
+		}
+		return nil
+	}
+	e := b.entry(ns)
+	// Clears of one namespace through this Backend run one at a time, so
+	// that the generations they store locally come in the server's order.
+	e.clearMu.Lock()
+	defer e.clearMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
+	}
+	start := time.Now()
+	n, err := b.client.Increment(e.genKey, 1)
+	var st *genState
+	if err == nil {
+		st = newGenState(ns, n, start)
+	}
+	// Whatever happened, a refresh in flight may have read the counter
+	// before the increment: its answer must not be used or cached.
+	e.mu.Lock()
+	e.version++
+	e.flight = nil
+	e.cur.Store(st)
+	e.mu.Unlock()
+	if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
 		return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
 	}
 	return nil
 }
 
-// generation returns the current generation of namespace ns, creating the
-// counter at a random value when it is missing.
-func (b *Backend) generation(ns string) (uint64, error) {
-	gk := genKey(ns)
+// nsGen is a namespace's cached generation.
+type nsGen struct {
+	genKey string
+	cur    atomic.Pointer[genState] // nil: none known
+
+	mu      sync.Mutex
+	flight  *genFlight // the refresh in flight, if any
+	version uint64     // incremented by every Clear
+
+	clearMu sync.Mutex
+}
+
+// genState is one generation of a namespace, as read at a time.
+type genState struct {
+	gen    uint64
+	prefix string    // ns + ":g" + base36(gen) + "."
+	read   time.Time // when the read that returned it started
+}
+
+// genFlight is a refresh in flight; done is closed when st and err are set.
+type genFlight struct {
+	done    chan struct{}
+	version uint64
+	st      *genState
+	err     error
+}
+
+func newGenState(ns string, gen uint64, read time.Time) *genState {
+	var buf [16]byte
+	g := strconv.AppendUint(buf[:0], gen, 36)
+	return &genState{gen: gen, prefix: ns + ":g" + string(g) + ".", read: read}
+}
+
+// key returns the Memcached key of id in the state's namespace and
+// generation: ns + ":g" + base36(gen) + "." + id, or, when that is longer
+// than Memcached allows, "memo.h." and the base64url SHA-256 of it. The
+// long form holds no ':' and the short one always does, and the short form
+// is one-to-one (the namespace ends at the last ':', the generation at the
+// first '.' after it), so distinct (namespace, generation, id) never share
+// a key, up to SHA-256 collisions.
+func (s *genState) key(id string) (string, error) {
+	if len(s.prefix)+len(id) <= maxKeyLen {
+		return s.prefix + id, nil // gomemcache checks the characters
+	}
+	if !legalChars(s.prefix) || !legalChars(id) {
+		return "", errors.New("key holds spaces or control characters")
+	}
+	h := sha256.New()
+	h.Write([]byte(s.prefix))
+	h.Write([]byte(id))
+	var sum [sha256.Size]byte
+	return hashPrefix + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])), nil
+}
+
+// entry returns the cache entry of namespace ns, creating it if needed.
+func (b *Backend) entry(ns string) *nsGen {
+	b.mu.RLock()
+	e := b.gens[ns]
+	b.mu.RUnlock()
+	if e != nil {
+		return e
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e = b.gens[ns]; e != nil {
+		return e
+	}
+	if len(b.gens) >= b.sweepAt {
+		b.sweep()
+	}
+	e = &nsGen{genKey: genKey(ns)}
+	b.gens[ns] = e
+	return e
+}
+
+// sweep drops the namespaces whose cached generation is stale and not being
+// refreshed, and sets the size of the next sweep, so that the cache holds
+// about the namespaces in use. Dropping an entry is always safe: the next
+// operation on its namespace reads the counter again. b.mu is held.
+func (b *Backend) sweep() {
+	now := time.Now()
+	for ns, e := range b.gens {
+		st := e.cur.Load()
+		if st != nil && now.Sub(st.read) < b.refresh {
+			continue
+		}
+		if !e.mu.TryLock() {
+			continue
+		}
+		idle := e.flight == nil
+		e.mu.Unlock()
+		if idle && e.clearMu.TryLock() {
+			delete(b.gens, ns)
+			e.clearMu.Unlock()
+		}
+	}
+	b.sweepAt = max(sweepMin, 2*len(b.gens))
+}
+
+// current returns the generation of namespace ns to use now: the cached
+// one while it is fresh, else the counter's (read by this caller, or by
+// the one refresh in flight; callers use a stale cached generation rather
+// than wait for another's refresh). With GenerationRefresh(0) it always
+// reads the counter.
+func (b *Backend) current(ctx context.Context, ns string) (*genState, error) {
+	if b.refresh == 0 {
+		start := time.Now()
+		gen, err := b.readGen(genKey(ns))
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return newGenState(ns, gen, start), nil
+	}
+	e := b.entry(ns)
+	st := e.cur.Load()
+	if st != nil && time.Since(st.read) < b.refresh {
+		return st, nil
+	}
+	e.mu.Lock()
+	st = e.cur.Load()
+	if st != nil && time.Since(st.read) < b.refresh {
+		e.mu.Unlock()
+		return st, nil
+	}
+	if f := e.flight; f != nil {
+		e.mu.Unlock()
+		if st != nil {
+			return st, nil // stale, but another caller is refreshing it
+		}
+		select {
+		case <-f.done:
+			return f.st, f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	f := &genFlight{done: make(chan struct{}), version: e.version}
+	e.flight = f
+	e.mu.Unlock()
+
+	start := time.Now()
+	gen, err := b.readGen(e.genKey)
+	if err == nil {
+		f.st = newGenState(ns, gen, start)
+	}
+	f.err = err
+	e.mu.Lock()
+	if e.flight == f {
+		e.flight = nil
+	}
+	if err == nil && e.version == f.version {
+		e.cur.Store(f.st)
+	}
+	e.mu.Unlock()
+	close(f.done)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return f.st, nil
+}
+
+// exact reads the counter of namespace ns now and returns its generation,
+// and the generation cached before when it differs (nil otherwise). It
+// updates the cache unless a Clear intervened.
+func (b *Backend) exact(ns string) (cur, old *genState, err error) {
+	if b.refresh == 0 {
+		gen, err := b.readGen(genKey(ns))
+		if err != nil {
+			return nil, nil, err
+		}
+		return newGenState(ns, gen, time.Now()), nil, nil
+	}
+	e := b.entry(ns)
+	e.mu.Lock()
+	version := e.version
+	old = e.cur.Load()
+	e.mu.Unlock()
+	start := time.Now()
+	gen, err := b.readGen(e.genKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur = newGenState(ns, gen, start)
+	e.mu.Lock()
+	if e.version == version {
+		e.cur.Store(cur)
+	}
+	e.mu.Unlock()
+	if old != nil && old.gen == gen {
+		old = nil
+	}
+	return cur, old, nil
+}
+
+// readGen reads the generation counter under gk, creating it at a random
+// value when it is missing.
+func (b *Backend) readGen(gk string) (uint64, error) {
 	for range 3 {
 		it, err := b.client.Get(gk)
 		if err == nil {
@@ -292,7 +621,8 @@ func (b *Backend) generation(ns string) (uint64, error) {
 }
 
 // genKey is the key of namespace ns's generation counter. It holds no ':'
-// (base64url has none), so it is never a key that memo builds.
+// (base64url has none), so it is never a key that memo builds, and it does
+// not start with hashPrefix.
 func genKey(ns string) string {
 	sum := sha256.Sum256([]byte(ns))
 	return genPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
@@ -305,6 +635,17 @@ func parseGen(v []byte) (uint64, error) {
 		return 0, fmt.Errorf("malformed generation counter %.20q", v)
 	}
 	return g, nil
+}
+
+// legalChars reports whether s holds no spaces or control characters, as
+// Memcached's text protocol requires of keys.
+func legalChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // expiration converts ttl to Memcached's Expiration field at time now:

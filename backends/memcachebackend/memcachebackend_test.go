@@ -5,7 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +43,13 @@ var opts = backendtest.Options{TooLarge: 2 << 20, MaxValue: 512 << 10, ExpirySla
 func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) memo.Backend {
 		return memcachebackend.New(newClient(t))
+	}, opts)
+}
+
+// TestConformanceExact runs the suite with GenerationRefresh(0).
+func TestConformanceExact(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) memo.Backend {
+		return memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(0))
 	}, opts)
 }
 
@@ -125,11 +137,11 @@ func TestExpiryBounds(t *testing.T) {
 }
 
 // TestClearAcrossInstances plays two processes sharing the servers: each has
-// its own client and connections, and a Clear in one is seen by the other at
-// once.
+// its own client, connections and cache. With GenerationRefresh(0) a Clear
+// in one is seen by the other at once.
 func TestClearAcrossInstances(t *testing.T) {
-	b1 := memcachebackend.New(newClient(t))
-	b2 := memcachebackend.New(newClient(t))
+	b1 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(0))
+	b2 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(0))
 	ctx := context.Background()
 	ns := backendtest.NS(t, "xclear")
 	for i := range 10 {
@@ -155,11 +167,244 @@ func TestClearAcrossInstances(t *testing.T) {
 	wantGet(t, b2, ns+":3", "")
 }
 
+// TestClearSeenWithinRefresh: with the default refresh interval, the
+// clearing Backend sees its Clear at once and another one within about a
+// second; the entries the other wrote meanwhile, under the old generation,
+// are unreachable after that.
+func TestClearSeenWithinRefresh(t *testing.T) {
+	b1 := memcachebackend.New(newClient(t))
+	b2 := memcachebackend.New(newClient(t))
+	ctx := context.Background()
+	ns := backendtest.NS(t, "refresh")
+	if err := b1.Set(ctx, ns+":k", []byte("old"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, b2, ns+":k", "old") // b2 caches the generation now
+	if err := b1.Clear(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	cleared := time.Now()
+	wantGet(t, b1, ns+":k", "")
+	// b2 has not refreshed yet: it still sees, and writes, the old
+	// generation (the documented trade-off).
+	if err := b2.Set(ctx, ns+":stale", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, ok, err := b2.Get(ctx, ns+":k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		el := time.Since(cleared)
+		if !ok {
+			t.Logf("the second instance saw the Clear after %v", el)
+			break
+		}
+		if el > memcachebackend.DefaultGenerationRefresh+500*time.Millisecond {
+			t.Fatalf("the second instance still hits %v after a Clear", el)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantGet(t, b2, ns+":stale", "")
+	wantGet(t, b1, ns+":stale", "")
+}
+
+// TestClearImmediateUnderRefreshes: in the clearing Backend a Clear is seen
+// at once even while refreshes of the generation, started before it, are in
+// flight.
+func TestClearImmediateUnderRefreshes(t *testing.T) {
+	b := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Millisecond))
+	ctx := context.Background()
+	ns := backendtest.NS(t, "clrrace")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := b.Get(ctx, ns+":other"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 200 {
+		k := fmt.Sprintf("%s:%d", ns, i)
+		if err := b.Set(ctx, k, []byte("v"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Clear(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, err := b.Get(ctx, k); err != nil || ok {
+			t.Fatalf("round %d: Get after Clear = %q, %v, %v; want a miss", i, v, ok, err)
+		}
+	}
+}
+
+// counting is a ServerSelector that counts the requests for one key.
+type counting struct {
+	memcache.ServerList
+	key string
+	n   atomic.Int64
+}
+
+func (c *counting) PickServer(key string) (net.Addr, error) {
+	if key == c.key {
+		c.n.Add(1)
+	}
+	return c.ServerList.PickServer(key)
+}
+
+// countingClient returns a client whose requests for ns's generation
+// counter are counted.
+func countingClient(t *testing.T, ns string) (*memcache.Client, *counting) {
+	t.Helper()
+	sel := &counting{key: memcachebackend.GenKey(ns)}
+	if err := sel.SetServers(backendtest.Require(t, "MEMO_MEMCACHED_ADDR")); err != nil {
+		t.Fatal(err)
+	}
+	c := memcache.NewFromSelector(sel)
+	c.MaxIdleConns = 32
+	c.Timeout = 2 * time.Second
+	t.Cleanup(func() { c.Close() })
+	return c, sel
+}
+
+// TestRefreshOncePerInterval: concurrent Gets read the counter at most once
+// per refresh interval, and the first read is shared by every caller that
+// arrives before it ends.
+func TestRefreshOncePerInterval(t *testing.T) {
+	const refresh = 200 * time.Millisecond
+	ctx := context.Background()
+	ns := backendtest.NS(t, "stampede")
+	// Create the counter and a value through another Backend, so that
+	// every read below is a single "get" of the counter.
+	if err := memcachebackend.New(newClient(t)).Set(ctx, ns+":k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c, sel := countingClient(t, ns)
+	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(refresh))
+
+	const workers = 16
+	var ready, wg sync.WaitGroup
+	ready.Add(workers)
+	startGate := make(chan struct{})
+	var gets atomic.Int64
+	start := time.Now()
+	deadline := start.Add(time.Second)
+	for range workers {
+		wg.Go(func() {
+			ready.Done()
+			<-startGate
+			for time.Now().Before(deadline) {
+				if _, ok, err := b.Get(ctx, ns+":k"); err != nil || !ok {
+					t.Errorf("Get = %v, %v; want a hit", ok, err)
+					return
+				}
+				gets.Add(1)
+			}
+		})
+	}
+	ready.Wait()
+	close(startGate)
+	wg.Wait()
+	el := time.Since(start)
+	reads := sel.n.Load()
+	limit := int64(el/refresh) + 1
+	t.Logf("%d Gets by %d goroutines in %v read the counter %d times (refresh %v, limit %d)",
+		gets.Load(), workers, el, reads, refresh, limit)
+	if reads > limit {
+		t.Errorf("counter read %d times in %v, want at most %d (one per %v)", reads, el, limit, refresh)
+	}
+	if reads < 2 {
+		t.Errorf("counter read %d times in %v, want refreshes every %v", reads, el, refresh)
+	}
+}
+
+// TestFirstReadShared: callers arriving together on a cold Backend share one
+// read of the counter.
+func TestFirstReadShared(t *testing.T) {
+	ctx := context.Background()
+	ns := backendtest.NS(t, "cold")
+	if err := memcachebackend.New(newClient(t)).Set(ctx, ns+":k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c, sel := countingClient(t, ns)
+	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(time.Minute))
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for range 32 {
+		wg.Go(func() {
+			<-gate
+			if _, ok, err := b.Get(ctx, ns+":k"); err != nil || !ok {
+				t.Errorf("Get = %v, %v; want a hit", ok, err)
+			}
+		})
+	}
+	close(gate)
+	wg.Wait()
+	if n := sel.n.Load(); n != 1 {
+		t.Errorf("32 concurrent Gets on a cold Backend read the counter %d times, want 1", n)
+	}
+}
+
+// TestRefreshZero: GenerationRefresh(0) reads the counter on every Get and
+// Set.
+func TestRefreshZero(t *testing.T) {
+	ctx := context.Background()
+	ns := backendtest.NS(t, "zero")
+	c, sel := countingClient(t, ns)
+	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(0))
+	if err := b.Set(ctx, ns+":k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	sel.n.Store(0)
+	for range 10 {
+		wantGet(t, b, ns+":k", "v")
+	}
+	if n := sel.n.Load(); n != 10 {
+		t.Errorf("10 Gets read the counter %d times, want 10", n)
+	}
+}
+
+// TestDeleteAcrossInstances: Delete reads the generation itself, so a
+// Backend whose cached generation is behind a Clear still removes the
+// current entry, and its own stale one.
+func TestDeleteAcrossInstances(t *testing.T) {
+	b1 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Minute))
+	b2 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Minute))
+	ctx := context.Background()
+	ns := backendtest.NS(t, "xdelete")
+	if err := b1.Set(ctx, ns+":k", []byte("old"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, b2, ns+":k", "old")
+	if err := b2.Clear(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Set(ctx, ns+":k", []byte("new"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, b1, ns+":k", "old") // b1 has not refreshed
+	if err := b1.Delete(ctx, ns+":k"); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, b2, ns+":k", "")
+	wantGet(t, b1, ns+":k", "")
+}
+
 // TestLostGeneration: losing a namespace's counter (eviction, restart)
 // turns its entries into misses and never brings back cleared ones.
 func TestLostGeneration(t *testing.T) {
 	c := newClient(t)
-	b := memcachebackend.New(c)
+	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(0))
 	ctx := context.Background()
 	ns := backendtest.NS(t, "lostgen")
 	if err := b.Set(ctx, ns+":a", []byte("1"), time.Minute); err != nil {
@@ -171,24 +416,55 @@ func TestLostGeneration(t *testing.T) {
 	if err := b.Set(ctx, ns+":b", []byte("2"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	// The counter is evicted (or its server restarted): nothing of the
-	// namespace is current, and a Clear of it is a no-op.
+	// The counter is evicted (or its server restarted): a Clear finds
+	// nothing to increment, and the next read creates a new counter at a
+	// random point, so nothing of the namespace is current, and the entry
+	// cleared before the loss does not come back.
 	if err := c.Delete(memcachebackend.GenKey(ns)); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b, ns+":a", "")
-	wantGet(t, b, ns+":b", "")
 	if err := b.Clear(ctx, ns); err != nil {
 		t.Fatalf("Clear without a counter = %v", err)
 	}
-	// A new counter starts at a random point: the entry cleared before the
-	// loss does not come back, and new entries work.
+	wantGet(t, b, ns+":a", "")
+	wantGet(t, b, ns+":b", "")
 	if err := b.Set(ctx, ns+":c", []byte("3"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	wantGet(t, b, ns+":a", "")
 	wantGet(t, b, ns+":b", "")
 	wantGet(t, b, ns+":c", "3")
+}
+
+// TestLostGenerationCached: a Backend caching the generation of a lost
+// counter goes on with it until its next refresh, then starts over; a
+// Clear through it drops its cached generation at once.
+func TestLostGenerationCached(t *testing.T) {
+	c := newClient(t)
+	const refresh = 300 * time.Millisecond
+	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(refresh))
+	ctx := context.Background()
+	ns := backendtest.NS(t, "lostcached")
+	if err := b.Set(ctx, ns+":a", []byte("1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(memcachebackend.GenKey(ns)); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, b, ns+":a", "1") // cached generation
+	time.Sleep(refresh + 50*time.Millisecond)
+	wantGet(t, b, ns+":a", "") // refreshed: a new counter
+
+	if err := b.Set(ctx, ns+":b", []byte("2"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(memcachebackend.GenKey(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Clear(ctx, ns); err != nil {
+		t.Fatalf("Clear without a counter = %v", err)
+	}
+	wantGet(t, b, ns+":b", "")
 }
 
 func TestGenerationKeyIsNotAMemoKey(t *testing.T) {
@@ -200,6 +476,82 @@ func TestGenerationKeyIsNotAMemoKey(t *testing.T) {
 		if len(k) > 250 {
 			t.Errorf("GenKey(%q) is %d bytes", ns, len(k))
 		}
+	}
+}
+
+// TestStoredKeys: the stored key of (namespace, generation, id) is a legal
+// Memcached key, distinct for distinct triples, long ones hashed.
+func TestStoredKeys(t *testing.T) {
+	long := func(c byte, n int) string { return string(bytes.Repeat([]byte{c}, n)) }
+	type triple struct {
+		ns  string
+		gen uint64
+		id  string
+	}
+	cases := []triple{
+		{"a", 1, "b"}, {"a", 1, "b.c"}, {"a", 11, "b"}, {"a:g1", 1, "b"}, {"a", 1, "g1.b"},
+		{"", 0, ""}, {"a", 0, ""}, {"", 0, "a"}, {"a.b", 2, "c"}, {"a", math.MaxUint64, "x"},
+		{long('n', 200), 1, long('i', 46)}, // 200 + len(":g1.") + 46 = 250 bytes: as is
+		{long('n', 200), 1, long('i', 47)}, // 251 bytes: hashed
+		{long('n', 200), 2, long('i', 47)},
+		{long('n', 201), 1, long('i', 46)},
+		{long('n', 150), math.MaxUint64, long('i', 99)},
+	}
+	seen := map[string]triple{}
+	for _, c := range cases {
+		k, err := memcachebackend.KeyFor(c.ns, c.gen, c.id)
+		if err != nil {
+			t.Fatalf("KeyFor(%+v) = %v", c, err)
+		}
+		if len(k) > 250 || strings.ContainsAny(k, " \t\r\n\x00") {
+			t.Errorf("KeyFor(%.30q, %d, %.30q) = %q: not a legal key", c.ns, c.gen, c.id, k)
+		}
+		if prev, dup := seen[k]; dup {
+			t.Errorf("%+v and %+v share the key %q", prev, c, k)
+		}
+		seen[k] = c
+		if k == memcachebackend.GenKey(c.ns) {
+			t.Errorf("KeyFor(%+v) is the counter key", c)
+		}
+	}
+	if _, err := memcachebackend.KeyFor(long('n', 240), 1, "a b"+long('i', 20)); err == nil {
+		t.Error("a long key with a space was accepted")
+	}
+}
+
+// TestRawBytes: the stored value is exactly the bytes given to Set, under
+// the key that StoredKey reports.
+func TestRawBytes(t *testing.T) {
+	c := newClient(t)
+	b := memcachebackend.New(c)
+	ctx := context.Background()
+	key := backendtest.NS(t, "raw") + ":k"
+	val := []byte("\x00exact bytes\r\n")
+	if err := b.Set(ctx, key, val, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	sk, err := memcachebackend.StoredKey(ctx, b, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := c.Get(sk)
+	if err != nil || !bytes.Equal(it.Value, val) {
+		t.Fatalf("raw Get(%q) = %v, %v; want %q", sk, it, err, val)
+	}
+}
+
+// TestNamespaceCacheBounded: namespaces no longer in use leave the cache.
+func TestNamespaceCacheBounded(t *testing.T) {
+	b := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Nanosecond))
+	ctx := context.Background()
+	base := backendtest.NS(t, "many")
+	for i := range 1500 {
+		if _, _, err := b.Get(ctx, fmt.Sprintf("%s.%d:k", base, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := memcachebackend.CachedNamespaces(b); n > 1024 {
+		t.Errorf("%d namespaces cached after 1500 stale ones, want at most 1024", n)
 	}
 }
 
@@ -230,16 +582,20 @@ func TestLocalLimit(t *testing.T) {
 	b := memcachebackend.New(newClient(t))
 	ctx := context.Background()
 	ns := backendtest.NS(t, "limit")
-	k := ns + ":" + string(bytes.Repeat([]byte("k"), 250-len(ns)-1))
-	max := memcachebackend.DefaultMaxItemSize - len(k) - memcachebackend.HeaderLen - 64
-	if err := b.Set(ctx, k, make([]byte, max), time.Minute); err != nil {
-		t.Fatalf("Set(%d bytes) = %v", max, err)
-	}
-	if v, ok, err := b.Get(ctx, k); err != nil || !ok || len(v) != max {
-		t.Fatalf("Get = %d bytes, %v, %v", len(v), ok, err)
-	}
-	if err := b.Set(ctx, k, make([]byte, max+1), time.Minute); !errors.Is(err, memo.ErrTooLarge) {
-		t.Fatalf("Set(%d bytes) = %v, want ErrTooLarge", max+1, err)
+	long := ns + ":" + string(bytes.Repeat([]byte("k"), 250-len(ns)-1))
+	for _, k := range []string{long, ns + ":k"} {
+		// The stored key is at most the key plus the generation, and at
+		// most 250 bytes.
+		max := memcachebackend.DefaultMaxItemSize - min(len(k)+memcachebackend.GenOverhead, 250) - memcachebackend.ItemOverhead
+		if err := b.Set(ctx, k, make([]byte, max), time.Minute); err != nil {
+			t.Fatalf("Set(%d-byte key, %d bytes) = %v", len(k), max, err)
+		}
+		if v, ok, err := b.Get(ctx, k); err != nil || !ok || len(v) != max {
+			t.Fatalf("Get = %d bytes, %v, %v", len(v), ok, err)
+		}
+		if err := b.Set(ctx, k, make([]byte, max+1), time.Minute); !errors.Is(err, memo.ErrTooLarge) {
+			t.Fatalf("Set(%d-byte key, %d bytes) = %v, want ErrTooLarge", len(k), max+1, err)
+		}
 	}
 }
 
@@ -254,6 +610,18 @@ func TestInvalidKeys(t *testing.T) {
 	}
 	if err := b.Set(ctx, backendtest.NS(t, "neg")+":k", []byte("v"), -time.Second); err == nil {
 		t.Error("Set(negative ttl) = nil error")
+	}
+	ns := backendtest.NS(t, "illegal")
+	for _, k := range []string{ns + ":a b", ns + ":" + strings.Repeat("x", 240) + "\n"} {
+		if _, _, err := b.Get(ctx, k); err == nil {
+			t.Errorf("Get(%.20q...) = nil error", k)
+		}
+		if err := b.Set(ctx, k, []byte("v"), time.Minute); err == nil {
+			t.Errorf("Set(%.20q...) = nil error", k)
+		}
+		if err := b.Delete(ctx, k); err == nil {
+			t.Errorf("Delete(%.20q...) = nil error", k)
+		}
 	}
 }
 
@@ -270,50 +638,40 @@ func wantGet(t *testing.T, b memo.Backend, key, want string) {
 	}
 }
 
-// BenchmarkGet compares a plain gomemcache Get (and a two-key GetMulti, the
-// request the backend sends) with Backend.Get, for a 200-byte value.
+// BenchmarkGet compares a plain gomemcache Get of the stored key with
+// Backend.Get of the same 200-byte value, from one goroutine and from
+// 4×GOMAXPROCS, separately and interleaved (see runInterleaved).
 func BenchmarkGet(b *testing.B) {
 	c := newClient(b)
 	be := memcachebackend.New(c)
 	ctx := context.Background()
-	ns := backendtest.NS(b, "bench")
-	key := ns + ":k"
+	key := backendtest.NS(b, "bench") + ":k"
 	if err := be.Set(ctx, key, bytes.Repeat([]byte("v"), 200), 0); err != nil {
 		b.Fatal(err)
 	}
-	gk := memcachebackend.GenKey(ns)
-	raw := func() {
-		if _, err := c.Get(key); err != nil {
-			b.Fatal(err)
-		}
+	sk, err := memcachebackend.StoredKey(ctx, be, key)
+	if err != nil {
+		b.Fatal(err)
 	}
-	multi := func() {
-		if m, err := c.GetMulti([]string{key, gk}); err != nil || len(m) != 2 {
-			b.Fatal(err)
+	raw := func() error {
+		if it, err := c.Get(sk); err != nil || len(it.Value) != 200 {
+			return fmt.Errorf("raw Get = %v", err)
 		}
+		return nil
 	}
-	backend := func() {
-		if _, ok, err := be.Get(ctx, key); err != nil || !ok {
-			b.Fatal(ok, err)
+	backend := func() error {
+		if v, ok, err := be.Get(ctx, key); err != nil || !ok || len(v) != 200 {
+			return fmt.Errorf("Get = %d bytes, %v, %v", len(v), ok, err)
 		}
+		return nil
 	}
-	for _, bm := range []struct {
-		name string
-		fn   func()
-	}{{"raw-Get", raw}, {"raw-GetMulti2", multi}, {"backend-Get", backend}} {
-		b.Run(bm.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				bm.fn()
-			}
-		})
-		b.Run(bm.name+"-parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					bm.fn()
-				}
-			})
-		})
+	for _, par := range []bool{false, true} {
+		suffix := ""
+		if par {
+			suffix = "-parallel"
+		}
+		b.Run("raw"+suffix, func(b *testing.B) { runBench(b, par, raw) })
+		b.Run("backend"+suffix, func(b *testing.B) { runBench(b, par, backend) })
+		b.Run("interleaved"+suffix, func(b *testing.B) { runInterleaved(b, par, raw, backend, "backend") })
 	}
 }
