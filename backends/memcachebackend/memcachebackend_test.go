@@ -640,7 +640,7 @@ func wantGet(t *testing.T, b memo.Backend, key, want string) {
 
 // BenchmarkGet compares a plain gomemcache Get of the stored key with
 // Backend.Get of the same 200-byte value, from one goroutine and from
-// 4×GOMAXPROCS, separately and interleaved (see runInterleaved).
+// 4×GOMAXPROCS, separately and interleaved (see backendtest.Interleaved).
 func BenchmarkGet(b *testing.B) {
 	c := newClient(b)
 	be := memcachebackend.New(c)
@@ -670,8 +670,8 @@ func BenchmarkGet(b *testing.B) {
 		if par {
 			suffix = "-parallel"
 		}
-		b.Run("raw"+suffix, func(b *testing.B) { runBench(b, par, raw) })
-		b.Run("backend"+suffix, func(b *testing.B) { runBench(b, par, backend) })
-		b.Run("interleaved"+suffix, func(b *testing.B) { runInterleaved(b, par, raw, backend, "backend") })
+		b.Run("raw"+suffix, func(b *testing.B) { backendtest.Bench(b, par, raw) })
+		b.Run("backend"+suffix, func(b *testing.B) { backendtest.Bench(b, par, backend) })
+		b.Run("interleaved"+suffix, func(b *testing.B) { backendtest.Interleaved(b, par, raw, backend, "backend") })
 	}
 }
