@@ -52,10 +52,21 @@ type envelope struct {
 
 // encodeEnvelope builds the stored bytes for payload.
 func encodeEnvelope(codec string, fp [8]byte, storedAt, freshUntil, staleUntil int64, payload []byte) (env []byte, etag [16]byte) {
+	b := make([]byte, envHeaderLen(codec)+len(payload))
+	copy(b[envHeaderLen(codec):], payload)
+	return b, putEnvelopeHeader(b, codec, fp, storedAt, freshUntil, staleUntil)
+}
+
+// envHeaderLen is the length of an envelope's header for codec.
+func envHeaderLen(codec string) int { return envFixed + len(codec) }
+
+// putEnvelopeHeader fills the header of b, whose payload already follows
+// it, and returns the payload's ETag.
+func putEnvelopeHeader(b []byte, codec string, fp [8]byte, storedAt, freshUntil, staleUntil int64) (etag [16]byte) {
+	n := len(codec)
+	payload := b[envHeaderLen(codec):]
 	sum := sha256.Sum256(payload)
 	copy(etag[:], sum[:16])
-	n := len(codec)
-	b := make([]byte, envFixed+n+len(payload))
 	b[0], b[1], b[2] = envMagic, envVersion, byte(n)
 	copy(b[3:], codec)
 	o := 3 + n
@@ -65,8 +76,7 @@ func encodeEnvelope(codec string, fp [8]byte, storedAt, freshUntil, staleUntil i
 	binary.BigEndian.PutUint64(b[o+24:], uint64(staleUntil))
 	copy(b[o+32:], etag[:])
 	binary.BigEndian.PutUint32(b[o+48:], uint32(len(payload)))
-	copy(b[o+52:], payload)
-	return b, etag
+	return etag
 }
 
 // decodeEnvelope parses b without copying. Any malformed input is an error,

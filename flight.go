@@ -42,7 +42,8 @@ type group[T any] struct {
 }
 
 type flight[T any] struct {
-	done    chan struct{}
+	done chan struct{} // nil until a caller waits; guarded by group.mu
+
 	cancel  context.CancelFunc
 	waiters int // guarded by group.mu
 	taken   atomic.Int32
@@ -67,7 +68,8 @@ func (g *group[T]) do(ctx context.Context, key string, work func(context.Context
 			// runs work itself, sparing a goroutine, on its own context:
 			// nothing ever cancels it, as nothing would cancel the shared
 			// one while this caller waits.
-			f = &flight[T]{done: make(chan struct{}), cancel: func() {}, waiters: 1}
+			// Its done channel is made only if another caller joins.
+			f = &flight[T]{cancel: func() {}, waiters: 1}
 			g.m[key] = f
 			g.mu.Unlock()
 			g.run(ctx, key, f, work)
@@ -80,6 +82,9 @@ func (g *group[T]) do(ctx context.Context, key string, work func(context.Context
 		f = &flight[T]{done: make(chan struct{}), cancel: cancel}
 		g.m[key] = f
 		go g.run(fctx, key, f, work)
+	}
+	if f.done == nil {
+		f.done = make(chan struct{})
 	}
 	f.waiters++
 	g.mu.Unlock()
@@ -120,8 +125,11 @@ func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(
 		if g.m[key] == f {
 			delete(g.m, key)
 		}
+		done := f.done // made under g.mu by whoever waits
 		g.mu.Unlock()
-		close(f.done)
+		if done != nil {
+			close(done)
+		}
 	}()
 	f.val = work(ctx, f)
 	normal = true

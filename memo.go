@@ -28,6 +28,8 @@ type Func[A, R any] struct {
 	fp    [8]byte
 	cp    copier // copies decoded values kept by the in-memory backend
 
+	sizeHint atomic.Int64 // the last payload's size, to size the next buffer
+
 	st      atomic.Pointer[state]
 	flights group[result[R]]
 }
@@ -36,7 +38,7 @@ type Func[A, R any] struct {
 // the package defaults.
 type state struct {
 	config
-	gen   uint64
+	gen      uint64
 	nsKey    string          // prefix:namespace
 	mem      *memory.Backend // the backend, when it is the in-memory one
 	deadline bool            // the backend is DeadlineBounded
@@ -46,7 +48,7 @@ type state struct {
 type result[R any] struct {
 	val   R
 	err   error
-	entry *Entry // nil when fn failed or the value could not be encoded
+	entry Entry // its raw is nil when fn failed or the value could not be encoded
 }
 
 // Wrap returns fn behind a cache: the same as New(fn, opts...).Call. It
@@ -222,7 +224,7 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		var zero R
 		return zero, err
 	}
-	if first || res.entry == nil || res.err != nil {
+	if first || res.entry.raw == nil || res.err != nil {
 		return res.val, res.err
 	}
 	// A caller sharing another's computation gets a copy of its own.
@@ -415,8 +417,8 @@ func (f *Func[A, R]) check(s *state, b []byte, now int64) (envelope, bool, error
 func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A) (result[R], bool, error) {
 	return f.flights.do(ctx, key, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		res := f.run(fctx, s, key, a)
-		if res.entry != nil && !fl.dropped.Load() {
-			f.store(fctx, s, key, res.entry)
+		if res.entry.raw != nil && !fl.dropped.Load() {
+			f.store(fctx, s, key, &res.entry)
 		}
 		return res
 	})
@@ -428,19 +430,35 @@ func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[
 	if err != nil {
 		return result[R]{val: v, err: err}
 	}
-	payload, err := s.codec.Marshal(&v)
-	if err != nil {
-		s.report(ctx, "encode", key, err)
-		return result[R]{val: v}
-	}
 	now := time.Now()
 	var fresh int64
 	if s.expire > 0 {
 		fresh = now.Add(s.expire).UnixNano()
 	}
-	env, etag := encodeEnvelope(s.codec.Name(), f.fp, now.UnixNano(), fresh, fresh, payload)
-	return result[R]{val: v, entry: &Entry{
-		Payload:    env[len(env)-len(payload):],
+	name := s.codec.Name()
+	var env []byte
+	var etag [16]byte
+	if am, ok := s.codec.(appendMarshaler); ok {
+		// Encode straight after a header left blank, then fill it in.
+		hdr := envHeaderLen(name)
+		env, err = am.appendMarshal(make([]byte, hdr, hdr+int(f.sizeHint.Load())), &v)
+		if err == nil {
+			f.sizeHint.Store(int64(len(env) - hdr + 32))
+			etag = putEnvelopeHeader(env, name, f.fp, now.UnixNano(), fresh, fresh)
+		}
+	} else {
+		var payload []byte
+		if payload, err = s.codec.Marshal(&v); err == nil {
+			env, etag = encodeEnvelope(name, f.fp, now.UnixNano(), fresh, fresh, payload)
+		}
+	}
+	if err != nil {
+		s.report(ctx, "encode", key, err)
+		return result[R]{val: v}
+	}
+	payload := env[envHeaderLen(name):]
+	return result[R]{val: v, entry: Entry{
+		Payload:    payload,
 		Codec:      s.codec,
 		StoredAt:   unixTime(now.UnixNano()),
 		FreshUntil: unixTime(fresh),
@@ -451,7 +469,10 @@ func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[
 }
 
 func (f *Func[A, R]) store(ctx context.Context, s *state, key string, e *Entry) {
-	bctx, cancel := s.backendCtx(context.WithoutCancel(ctx))
+	if ctx.Done() != nil {
+		ctx = context.WithoutCancel(ctx) // the answer is worth keeping
+	}
+	bctx, cancel := s.backendCtx(ctx)
 	defer cancel()
 	if err := s.backend.Set(bctx, key, e.raw, s.expire); err != nil {
 		s.report(ctx, "set", key, err)
@@ -523,12 +544,13 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 		if res.err != nil {
 			return nil, res.err
 		}
-		if res.entry == nil {
+		if res.entry.raw == nil {
 			return nil, errors.New("memo: the answer could not be encoded")
 		}
-		res.entry.Cached = false
-		res.entry.FreshUntil = time.Time{}
-		return res.entry, nil
+		e := res.entry
+		e.Cached = false
+		e.FreshUntil = time.Time{}
+		return &e, nil
 	}
 	if mode == UseCache {
 		if env, ok := f.read(ctx, s, key); ok {
@@ -550,10 +572,11 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 	if res.err != nil {
 		return nil, res.err
 	}
-	if res.entry == nil {
+	if res.entry.raw == nil {
 		return nil, errors.New("memo: the answer could not be encoded")
 	}
-	return res.entry, nil
+	e := res.entry // each caller gets its own Entry; they share the bytes
+	return &e, nil
 }
 
 // Decode decodes an entry's payload into a new R.
