@@ -3,15 +3,18 @@
 #   make test          start the test servers, vet, test with -race, stop them
 #   make servers       start the test servers (scripts/servers.sh start)
 #   make stop-servers  stop them
+#   make fuzz          run every fuzz target for FUZZTIME each (no servers)
 #
 # GOTESTFLAGS adds flags to the one go test command: make test GOTESTFLAGS=-short
+# make test runs make fuzz once the tests have passed.
 
 SHELL := /bin/bash
 GO ?= go
 GOTESTFLAGS ?=
+FUZZTIME ?= 20s
 SERVERS := scripts/servers.sh
 
-.PHONY: test servers stop-servers
+.PHONY: test servers stop-servers fuzz
 
 # The servers are stopped whatever happens (a failed start, a failed vet or
 # test, an interrupt); the exit status is go test's, or go vet's when the
@@ -23,9 +26,25 @@ test:
 	vet=0; $(GO) vet ./... || vet=$$?; \
 	tst=0; $(GO) test -race -count=1 $(GOTESTFLAGS) ./... || tst=$$?; \
 	if [ $$tst -ne 0 ]; then exit $$tst; fi; exit $$vet
+	@$(MAKE) --no-print-directory fuzz
 
 servers:
 	@bash $(SERVERS) start
 
 stop-servers:
 	@bash $(SERVERS) stop
+
+# Every fuzz target of every package (go test -list '^Fuzz'), each run
+# alone for FUZZTIME. Their seed corpora are the f.Add calls and
+# testdata/fuzz/<Target>/ in the package; an input that fails is written
+# there, to be committed with the fix.
+fuzz:
+	@set -eo pipefail; \
+	pkgs=$$($(GO) list ./...); \
+	for pkg in $$pkgs; do \
+		names=$$($(GO) test -list '^Fuzz' "$$pkg") || exit $$?; \
+		for name in $$(grep '^Fuzz' <<<"$$names"); do \
+			echo "fuzz: $$pkg $$name for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done

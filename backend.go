@@ -59,8 +59,8 @@ type Clearer interface {
 // backend memo bounds each call (see [Timeout]) with a context that carries
 // the deadline but arms no timer, which saves about a microsecond and a
 // thread wake-up on every call. ctx.Done() still closes when the caller's
-// context ends. redisbackend and memcachebackend implement it; a backend
-// that waits on ctx.Done() (an HTTP client, say) must not.
+// context ends. memcachebackend implements it; a backend that waits on
+// ctx.Done() anywhere (an HTTP client, a connection pool) must not.
 type DeadlineBounded interface {
 	DeadlineBounded() bool
 }

@@ -20,6 +20,9 @@ type Codec interface {
 	Unmarshal(data []byte, v any) error
 }
 
+// Both codecs refuse, before decoding, payloads nested deeper than
+// [MaxDepth], and msgpack payloads that declare more than their bytes hold.
+
 // JSON is the default [Codec]: github.com/segmentio/encoding/json, a drop-in
 // for encoding/json (same tags, same output, same errors) that encodes 3x
 // and decodes 2.5x faster. Its payload is the HTTP body
@@ -33,9 +36,14 @@ var Msgpack Codec = msgpackCodec{}
 
 type jsonCodec struct{}
 
-func (jsonCodec) Name() string                       { return "json" }
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+func (jsonCodec) Name() string                  { return "json" }
+func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error {
+	if err := checkJSON(data); err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
 
 // appendMarshal encodes v after dst, so that memo can encode straight into
 // an envelope: one allocation instead of two.
@@ -50,6 +58,11 @@ type appendMarshaler interface {
 
 type msgpackCodec struct{}
 
-func (msgpackCodec) Name() string                       { return "msgpack" }
-func (msgpackCodec) Marshal(v any) ([]byte, error)      { return msgpack.Marshal(v) }
-func (msgpackCodec) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
+func (msgpackCodec) Name() string                  { return "msgpack" }
+func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
+func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	if err := checkMsgpack(data); err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(data, v)
+}

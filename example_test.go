@@ -74,20 +74,22 @@ func ExampleKeyFunc() {
 }
 
 func ExampleOnError() {
-	down := brokenBackend{}
-	f := memo.New(fetchUser, memo.WithBackend(down),
+	reports := make(chan string, 2)
+	f := memo.New(fetchUser, memo.WithBackend(brokenBackend{}),
 		memo.OnError(func(ctx context.Context, err error) {
 			var be *memo.BackendError
 			if errors.As(err, &be) {
-				fmt.Println("reported:", be.Op, be.Err)
+				reports <- fmt.Sprintf("reported: %s %v", be.Op, be.Err)
 			}
 		}))
-	u, err := f.Call(context.Background(), 7)
+	u, err := f.Call(context.Background(), 7) // the store is down: fn answers
 	fmt.Println(u.Name, err)
+	fmt.Println(<-reports) // the failed read
+	fmt.Println(<-reports) // the failed write, which follows the answer
 	// Output:
+	// user 7 <nil>
 	// reported: get connection refused
 	// reported: set connection refused
-	// user 7 <nil>
 }
 
 // brokenBackend fails every call, as a store that is down would.

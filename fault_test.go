@@ -113,7 +113,13 @@ func TestFailOpen(t *testing.T) {
 			if el := time.Since(start); el > 2*time.Second {
 				t.Errorf("Call took %v with a stalled backend", el)
 			}
-			ops := r.ops()
+			// The write follows the answer: wait for its report.
+			var ops []string
+			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+				if ops = r.ops(); len(ops) >= len(tt.wantOps) || time.Now().After(deadline) {
+					break
+				}
+			}
 			if len(ops) != len(tt.wantOps) {
 				t.Fatalf("reported ops %v, want %v", ops, tt.wantOps)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -39,31 +40,87 @@ var errGoexit = errors.New("memo: fn called runtime.Goexit")
 type group[T any] struct {
 	mu sync.Mutex
 	m  map[string]*flight[T]
+	// stored counts, per stripe of keys, the flights that finished storing
+	// (after) and left the map. A caller that read the store before one of
+	// them left may have read it before the write landed: do tells it to
+	// read again.
+	stored [storedStripes]atomic.Uint64
+	seed   maphash.Seed
+	once   sync.Once
 }
+
+const storedStripes = 64
+
+// noCheck is the seen value of a caller that must not be told to reread.
+const noCheck = ^uint64(0)
+
+// storedCount returns the stripe counter of key.
+func (g *group[T]) storedCount(key string) *atomic.Uint64 {
+	g.once.Do(func() { g.seed = maphash.MakeSeed() })
+	return &g.stored[maphash.String(g.seed, key)%storedStripes]
+}
+
+// errReread is do's answer to a caller whose read of the store may predate
+// a write that has since landed.
+var errReread = errors.New("memo: read the store again")
 
 type flight[T any] struct {
 	done chan struct{} // nil until a caller waits; guarded by group.mu
 
-	cancel  context.CancelFunc
-	waiters int // guarded by group.mu
-	taken   atomic.Int32
-	dropped atomic.Bool // Forget or Clear came while work ran: do not store
-	val     T
-	panic   *PanicError
+	cancel   context.CancelFunc
+	waiters  int // guarded by group.mu
+	taken    atomic.Int32
+	dropped  atomic.Bool // Forget or Clear came while work ran: do not store
+	finished bool        // work has returned; guarded by group.mu
+	storing  bool        // finished, and after is storing the answer; guarded by group.mu
+	noStore  atomic.Bool // work's answer is not to be stored (an error)
+	val      T
+	panic    *PanicError
 }
 
 // do returns the result of work for key, running work at most once at a
 // time per key. first is true for the first caller to take this flight's
 // result, which may own it; the others must copy what they mutate. do
 // panics with a *PanicError when work panicked.
-func (g *group[T]) do(ctx context.Context, key string, work func(context.Context, *flight[T]) T) (v T, first bool, err error) {
+// After work returns, its result goes to the callers at once; then, while
+// the flight still answers callers that join, after runs (memo stores the
+// answer there, so that a slow store never delays a caller). inline allows
+// a caller that cannot be cancelled to run work and after on its own
+// goroutine: only when after is quick.
+//
+// seen is g.stored as the caller read it before reading the store; when no
+// flight for key is under way and g.stored has moved since, do returns
+// errReread instead of starting one.
+//
+// A caller that wants an answer computed after it came (fresh) does not
+// take that of a flight that has already finished.
+func (g *group[T]) do(ctx context.Context, key string, inline, fresh bool, seen uint64, work func(context.Context, *flight[T]) T,
+	after func(context.Context, *flight[T])) (v T, first bool, err error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*flight[T])
 	}
 	f, ok := g.m[key]
+	if ok && f.finished && (fresh || !f.storing) {
+		// Only an answer being stored is shared after the fact: it is
+		// what the store is about to hold. Start another; the finished
+		// flight leaves the map alone.
+		ok = false
+	}
+	if ok && f.finished {
+		g.mu.Unlock()
+		if f.panic != nil {
+			panic(f.panic)
+		}
+		return f.val, f.taken.Add(1) == 1, nil
+	}
+	if !ok && seen != noCheck && g.storedCount(key).Load() != seen {
+		g.mu.Unlock()
+		var zero T
+		return zero, false, errReread
+	}
 	if !ok {
-		if ctx.Done() == nil {
+		if inline && ctx.Done() == nil {
 			// A caller that cannot be cancelled never leaves early, so it
 			// runs work itself, sparing a goroutine, on its own context:
 			// nothing ever cancels it, as nothing would cancel the shared
@@ -72,7 +129,7 @@ func (g *group[T]) do(ctx context.Context, key string, work func(context.Context
 			f = &flight[T]{cancel: func() {}, waiters: 1}
 			g.m[key] = f
 			g.mu.Unlock()
-			g.run(ctx, key, f, work)
+			g.run(ctx, key, f, work, after)
 			if f.panic != nil {
 				panic(f.panic)
 			}
@@ -81,7 +138,7 @@ func (g *group[T]) do(ctx context.Context, key string, work func(context.Context
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight[T]{done: make(chan struct{}), cancel: cancel}
 		g.m[key] = f
-		go g.run(fctx, key, f, work)
+		go g.run(fctx, key, f, work, after)
 	}
 	if f.done == nil {
 		f.done = make(chan struct{})
@@ -110,7 +167,8 @@ func (g *group[T]) do(ctx context.Context, key string, work func(context.Context
 	return f.val, f.taken.Add(1) == 1, nil
 }
 
-func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(context.Context, *flight[T]) T) {
+func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(context.Context, *flight[T]) T,
+	after func(context.Context, *flight[T])) {
 	normal := false
 	defer func() {
 		if !normal {
@@ -120,16 +178,26 @@ func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(
 				f.panic = &PanicError{Value: errGoexit}
 			}
 		}
-		f.cancel()
 		g.mu.Lock()
-		if g.m[key] == f {
-			delete(g.m, key)
-		}
+		f.finished = true
+		f.storing = normal && after != nil && !f.noStore.Load() && !f.dropped.Load()
 		done := f.done // made under g.mu by whoever waits
 		g.mu.Unlock()
 		if done != nil {
 			close(done)
 		}
+		if normal && after != nil {
+			after(ctx, f)
+		}
+		f.cancel()
+		g.mu.Lock()
+		if g.m[key] == f {
+			delete(g.m, key)
+		}
+		if after != nil {
+			g.storedCount(key).Add(1)
+		}
+		g.mu.Unlock()
 	}()
 	f.val = work(ctx, f)
 	normal = true

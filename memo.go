@@ -211,15 +211,36 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		key = string(kb)
 	} else {
 		key = string(kb)
-		if env, ok := f.read(ctx, s, key); ok {
-			var v R
-			if err := s.codec.Unmarshal(env.payload, &v); err == nil {
-				return v, nil
+		for try := 0; ; try++ {
+			seen := f.flights.storedCount(key).Load()
+			env, ok, failed := f.read(ctx, s, key)
+			if ok {
+				var v R
+				if err := s.codec.Unmarshal(env.payload, &v); err == nil {
+					return v, nil
+				}
+				s.report(ctx, "decode", key, err)
 			}
-			s.report(ctx, "decode", key, err)
+			if try == 1 {
+				break
+			}
+			if failed {
+				seen = noCheck // a failed read is not worth repeating
+			}
+			// A write of ours may have landed since the read: read once
+			// more rather than compute what is stored.
+			res, first, err := f.compute(ctx, s, key, a, false, seen)
+			if err != errReread {
+				return f.answer(s, res, first, err)
+			}
 		}
 	}
-	res, first, err := f.compute(ctx, s, key, a)
+	res, first, err := f.compute(ctx, s, key, a, false, noCheck)
+	return f.answer(s, res, first, err)
+}
+
+// answer is what Call returns for a computation it took part in.
+func (f *Func[A, R]) answer(s *state, res result[R], first bool, err error) (R, error) {
 	if err != nil {
 		var zero R
 		return zero, err
@@ -369,7 +390,9 @@ func copyOut[R any](d *R, fixup func(unsafe.Pointer)) R {
 
 // read returns the fresh entry stored under key, if any. Faults are
 // reported and read as misses.
-func (f *Func[A, R]) read(ctx context.Context, s *state, key string) (envelope, bool) {
+// failed is true when the backend call itself failed (an error or a
+// timeout), which is not worth repeating at once.
+func (f *Func[A, R]) read(ctx context.Context, s *state, key string) (env envelope, ok, failed bool) {
 	bctx, cancel := s.backendCtx(ctx)
 	b, ok, err := s.backend.Get(bctx, key)
 	cancel()
@@ -377,16 +400,16 @@ func (f *Func[A, R]) read(ctx context.Context, s *state, key string) (envelope, 
 		if ctx.Err() == nil { // the caller leaving is not a fault
 			s.report(ctx, "get", key, err)
 		}
-		return envelope{}, false
+		return envelope{}, false, true
 	}
 	if !ok {
-		return envelope{}, false
+		return envelope{}, false, false
 	}
-	env, ok, err := f.check(s, b, 0)
+	env, ok, err = f.check(s, b, 0)
 	if err != nil {
 		s.report(ctx, "decode", key, err)
 	}
-	return env, ok
+	return env, ok, false
 }
 
 // check decodes an envelope read under key and says whether it can answer:
@@ -414,13 +437,29 @@ func (f *Func[A, R]) check(s *state, b []byte, now int64) (envelope, bool, error
 
 // compute runs fn for key once among concurrent callers and stores its
 // answer.
-func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A) (result[R], bool, error) {
-	return f.flights.do(ctx, key, func(fctx context.Context, fl *flight[result[R]]) result[R] {
+func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, fresh bool, seen uint64) (result[R], bool, error) {
+	// Callers get the answer as soon as fn returns; the store follows, so a
+	// slow backend costs them its read timeout at most, not read and write.
+	// Only the in-memory store is quick enough to run on a caller's
+	// goroutine.
+	if s.mem != nil {
+		return f.flights.do(ctx, key, true, fresh, seen, func(fctx context.Context, fl *flight[result[R]]) result[R] {
+			res := f.run(fctx, s, key, a)
+			if res.entry.raw != nil && !fl.dropped.Load() {
+				res.entry.Stored = f.store(fctx, s, key, &res.entry)
+			}
+			return res
+		}, nil)
+	}
+	return f.flights.do(ctx, key, false, fresh, seen, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		res := f.run(fctx, s, key, a)
-		if res.entry.raw != nil && !fl.dropped.Load() {
-			f.store(fctx, s, key, &res.entry)
-		}
+		res.entry.Stored = res.entry.raw != nil // the write follows
+		fl.noStore.Store(!res.entry.Stored)
 		return res
+	}, func(fctx context.Context, fl *flight[result[R]]) {
+		if fl.val.entry.raw != nil && !fl.dropped.Load() {
+			f.store(fctx, s, key, &fl.val.entry)
+		}
 	})
 }
 
@@ -468,7 +507,7 @@ func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[
 	}}
 }
 
-func (f *Func[A, R]) store(ctx context.Context, s *state, key string, e *Entry) {
+func (f *Func[A, R]) store(ctx context.Context, s *state, key string, e *Entry) bool {
 	if ctx.Done() != nil {
 		ctx = context.WithoutCancel(ctx) // the answer is worth keeping
 	}
@@ -476,9 +515,9 @@ func (f *Func[A, R]) store(ctx context.Context, s *state, key string, e *Entry) 
 	defer cancel()
 	if err := s.backend.Set(bctx, key, e.raw, s.expire); err != nil {
 		s.report(ctx, "set", key, err)
-		return
+		return false
 	}
-	e.Stored = true
+	return true
 }
 
 // Mode says how [Func.Lookup] uses the cache; the HTTP adapter derives it
@@ -508,9 +547,11 @@ type Entry struct {
 	// or a key that could not be built): the answer was neither read from
 	// nor written to the cache, and has no expiry.
 	Cached bool
-	// Stored is true when this call computed the answer and the backend
-	// accepted it (false on a hit, on a bypass, and when the write failed
-	// or was dropped by Forget or Clear).
+	// Stored is true when this call computed the answer and stored it: on
+	// the in-memory backend, when the backend accepted it; on the others,
+	// when the write was started, since memo answers before the write ends
+	// (a failed write goes to OnError). It is false on a hit, on a bypass,
+	// and when Forget or Clear dropped the write.
 	Stored bool
 	// StoredAt is when fn computed the answer.
 	StoredAt time.Time
@@ -552,20 +593,35 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 		e.FreshUntil = time.Time{}
 		return &e, nil
 	}
-	if mode == UseCache {
-		if env, ok := f.read(ctx, s, key); ok {
-			return &Entry{
-				Payload:    env.payload,
-				Codec:      s.codec,
-				Hit:        true,
-				Cached:     true,
-				StoredAt:   unixTime(env.storedAt),
-				FreshUntil: unixTime(env.freshUntil),
-				etag:       env.etag,
-			}, nil
+	var res result[R]
+	var err error
+	for try := 0; ; try++ {
+		seen := f.flights.storedCount(key).Load()
+		failed := false
+		if mode == UseCache {
+			var env envelope
+			var ok bool
+			if env, ok, failed = f.read(ctx, s, key); ok {
+				return &Entry{
+					Payload:    env.payload,
+					Codec:      s.codec,
+					Hit:        true,
+					Cached:     true,
+					StoredAt:   unixTime(env.storedAt),
+					FreshUntil: unixTime(env.freshUntil),
+					etag:       env.etag,
+				}, nil
+			}
+		}
+		if mode != UseCache || try == 1 || failed {
+			seen = noCheck // no read to redo, or none worth redoing
+		}
+		// As in Call: a write of ours that landed since the read means
+		// reading again rather than computing what is stored.
+		if res, _, err = f.compute(ctx, s, key, a, mode == Refresh, seen); err != errReread {
+			break
 		}
 	}
-	res, _, err := f.compute(ctx, s, key, a)
 	if err != nil {
 		return nil, err
 	}

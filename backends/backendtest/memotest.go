@@ -153,7 +153,13 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 			if got, err := fn.Call(ctx, 1); err != nil || got.ID != 1 {
 				t.Fatalf("Call over %q = %v, %v; want fn's answer", bad, got.ID, err)
 			}
-			if e, _ := fn.Lookup(ctx, 1, memo.UseCache); e == nil || !e.Hit {
+			// memo answers before its write lands: wait for it.
+			hit := false
+			for deadline := time.Now().Add(5 * time.Second); !hit && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				e, _ := fn.Lookup(ctx, 1, memo.UseCache)
+				hit = e != nil && e.Hit
+			}
+			if !hit {
 				t.Fatalf("corrupt entry %q was not overwritten", bad)
 			}
 		}
@@ -170,7 +176,13 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 		if err != nil || len(got) != o.TooLarge {
 			t.Fatalf("Call(%d) = %d bytes, %v; want the value from fn", o.TooLarge, len(got), err)
 		}
-		errs := fl.all()
+		// The write follows the answer: wait for its report.
+		var errs []error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if errs = fl.all(); len(errs) > 0 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if len(errs) != 1 || !errors.Is(errs[0], memo.ErrTooLarge) {
 			t.Fatalf("reported %v, want one error wrapping memo.ErrTooLarge", errs)
 		}

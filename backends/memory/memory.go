@@ -240,9 +240,9 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	if e, ok := s.m[key]; ok {
 		s.remove(e)
 	}
-	e := &entry{key: k, val: val, expires: expires, heapIdx: -1, clkIdx: len(s.clock)}
+	e := &entry{key: k, val: val, expires: expires, heapIdx: -1}
 	s.m[k] = e
-	s.clock = append(s.clock, e)
+	s.insert(e)
 	s.bytes += size
 	if expires != 0 {
 		heap.Push(&s.exp, e)
@@ -356,6 +356,21 @@ func (s *shard) evict() {
 		s.remove(e)
 		return
 	}
+}
+
+// insert adds e to the clock just behind the hand, so that it is the last
+// entry the hand visits: a new entry is never the next one evicted. s.mu is
+// held.
+func (s *shard) insert(e *entry) {
+	i := len(s.clock)
+	e.clkIdx = i
+	s.clock = append(s.clock, e)
+	if s.hand < i {
+		o := s.clock[s.hand]
+		s.clock[s.hand], s.clock[i] = e, o
+		e.clkIdx, o.clkIdx = s.hand, i
+	}
+	s.hand++
 }
 
 // remove drops e from the map, the clock and the heap. s.mu is held.

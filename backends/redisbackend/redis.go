@@ -27,8 +27,8 @@
 // ReadTimeout and WriteTimeout (5 s by default in go-redis v9.23). Set
 // ContextTimeoutEnabled: true so that memo.Timeout (100 ms by default)
 // bounds each call, and a stalled Redis costs callers that long, not 5 s.
-// Backend is [memo.DeadlineBounded]: memo gives it a deadline without
-// arming a timer per call, since go-redis reads the deadline itself. Whenever ctx has ended, the
+// Backend is not [memo.DeadlineBounded]: go-redis waits on ctx.Done() for
+// a pooled connection and between retries, so memo arms a real timer. Whenever ctx has ended, the
 // error wraps ctx.Err(), so errors.Is(err, context.Canceled) holds. Other
 // errors wrap what go-redis returned; memo treats them all as cache faults.
 package redisbackend
@@ -46,9 +46,8 @@ import (
 )
 
 var (
-	_ memo.Backend         = (*Backend)(nil)
-	_ memo.Clearer         = (*Backend)(nil)
-	_ memo.DeadlineBounded = (*Backend)(nil)
+	_ memo.Backend = (*Backend)(nil)
+	_ memo.Clearer = (*Backend)(nil)
 )
 
 // DefaultScanCount is the COUNT hint that [Backend.Clear] gives SCAN unless
@@ -296,11 +295,6 @@ func (b *Backend) clearNode(ctx context.Context, node redis.Cmdable, ns, pattern
 		cursor = next
 	}
 }
-
-// DeadlineBounded reports true: go-redis sets socket deadlines from ctx's
-// deadline (with ContextTimeoutEnabled) and never needs ctx.Done() to stop
-// at it, so memo need not arm a timer per call.
-func (b *Backend) DeadlineBounded() bool { return true }
 
 // escapeGlob escapes the characters that Redis's glob matcher (SCAN MATCH)
 // treats specially, so that s matches only itself.
