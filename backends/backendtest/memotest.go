@@ -87,6 +87,7 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 			memo.Namespace(NS(t, "ttl")), memo.WithBackend(b), memo.Expire(400*time.Millisecond))
 		ctx := context.Background()
 		fn.Call(ctx, 1)
+		WaitStored(t, b, fn.Key(1))
 		e, err := fn.Lookup(ctx, 1, memo.UseCache)
 		if err != nil || !e.Hit {
 			t.Fatalf("Lookup right after the miss = %+v, %v; want a hit", e, err)
@@ -187,4 +188,19 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 			t.Fatalf("reported %v, want one error wrapping memo.ErrTooLarge", errs)
 		}
 	})
+}
+
+// WaitStored waits until b holds key: memo answers a miss before its write
+// to a remote backend lands, so a test that reads the store right after a
+// call waits for it first.
+func WaitStored(t testing.TB, b memo.Backend, key string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if _, ok, err := b.Get(context.Background(), key); err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q was not stored within 5 s of the call", key)
+		}
+	}
 }
