@@ -227,6 +227,10 @@ func runCorrupt(t *testing.T, tg target, codec memo.Codec) {
 				break
 			}
 		}
+		// The write has landed; let its flight leave too, or the next
+		// case's miss would take the answer it still holds instead of
+		// computing (and overwriting) afresh.
+		time.Sleep(50 * time.Millisecond)
 		if _, err := f.Call(ctx, a); err != nil || runs != before+1 {
 			t.Errorf("%s: the entry was not overwritten (fn ran again: %v, err %v)", hc.name, runs != before+1, err)
 			continue
