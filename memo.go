@@ -182,7 +182,8 @@ func (c *deadlineCtx) Err() error {
 //
 // On a miss, concurrent calls for the same key run fn once, on a goroutine
 // of its own whose context keeps the first caller's values but not its
-// cancellation. Each caller waits on its own ctx and returns ctx.Err() when
+// cancellation (on the in-memory backend, a first caller whose context can
+// never be cancelled runs fn itself). Each caller waits on its own ctx and returns ctx.Err() when
 // it ends; the others go on waiting, and fn's context is cancelled only when
 // every waiting caller has gone. If fn panics, its callers panic with a
 // *[PanicError] and later calls run fn again.
@@ -190,7 +191,10 @@ func (c *deadlineCtx) Err() error {
 // fn's errors are returned unchanged and never cached. Faults of the cache
 // (a backend error or timeout, a corrupt or foreign entry) never reach the
 // caller: a failed read is a miss, a failed write is reported to [OnError],
-// and fn's answer is returned either way. Every caller gets a value of its
+// and fn's answer is returned either way. On a backend other than the
+// in-memory one the write follows the answer (write-behind): callers
+// never wait for it, and a call that comes while it is under way takes
+// the answer being written. Every caller gets a value of its
 // own: mutating it never changes what later calls return.
 func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	s := f.load()
