@@ -271,10 +271,12 @@ func runSlow(t *testing.T, open func(*testing.T, time.Duration) proxied, mode in
 		t.Errorf("a call took %v with a %s server (p50 %v, p99 %v); memo must answer within Timeout %v + fn's %v (+%v slack) = %v",
 			worst, modeNames[mode], p50, p99, slowTimeout, slowFn, slowSlack, bound)
 	}
-	// Each of the 64 callers may hold its own goroutine, a flight's, and
-	// a few of the client's (a connection's reader and writer): more is a
-	// pile-up.
-	if pile := peak - base; pile > 6*workers {
+	// Each of the 64 callers may hold its own goroutine, a flight's, the
+	// flight of its previous call still writing behind (for up to the
+	// Timeout), and a few of the client's (a connection's reader and
+	// writer): more is a pile-up. The count is back to the baseline after
+	// the load (goleak, below).
+	if pile := peak - base; pile > 8*workers {
 		t.Errorf("goroutines piled up: %d before, %d at the peak (the proxies' own left out)", base, peak)
 	}
 	goleak.VerifyNone(t, leakOpts...)
