@@ -207,40 +207,49 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		s.report(ctx, "key", s.nsKey, err)
 		return f.fn(ctx, a)
 	}
-	var key string
 	if s.mem != nil {
 		if v, ok := f.memHit(ctx, s, kb); ok {
 			return v, nil
 		}
-		key = string(kb)
-	} else {
-		key = string(kb)
-		for try := 0; ; try++ {
-			seen := f.flights.storedCount(key).Load()
-			env, ok, failed := f.read(ctx, s, key)
-			if ok {
-				var v R
-				if err := s.codec.Unmarshal(env.payload, &v); err == nil {
-					return v, nil
-				}
-				s.report(ctx, "decode", key, err)
-			}
-			if try == 1 {
-				break
-			}
-			if failed {
-				seen = noCheck // a failed read is not worth repeating
-			}
-			// A write of ours may have landed since the read: read once
-			// more rather than compute what is stored.
-			res, first, err := f.compute(ctx, s, key, a, false, seen)
-			if err != errReread {
-				return f.answer(s, res, first, err)
-			}
+	}
+	key := string(kb)
+	if s.mem == nil {
+		env, hit, res, first, err := f.fetch(ctx, s, key, a, true, false)
+		if !hit {
+			return f.answer(s, res, first, err)
 		}
+		var v R
+		if err := s.codec.Unmarshal(env.payload, &v); err == nil {
+			return v, nil
+		}
+		s.report(ctx, "decode", key, err)
 	}
 	res, first, err := f.compute(ctx, s, key, a, false, noCheck)
 	return f.answer(s, res, first, err)
+}
+
+// fetch reads key from the backend (when read is true) and, on a miss,
+// computes the answer once among concurrent callers (see compute; fresh
+// refuses the answer of a flight that finished before this call). A write
+// of ours may land between the read and the computation: then fetch reads
+// once more rather than compute what is already stored.
+func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, read, fresh bool) (env envelope, hit bool, res result[R], first bool, err error) {
+	for try := 0; ; try++ {
+		seen := noCheck
+		if read {
+			seen = f.flights.storedCount(key).Load()
+			env, ok, failed := f.read(ctx, s, key)
+			if ok {
+				return env, true, res, false, nil
+			}
+			if failed || try == 1 {
+				seen = noCheck // a failed read is not worth repeating
+			}
+		}
+		if res, first, err = f.compute(ctx, s, key, a, fresh, seen); err != errReread {
+			return envelope{}, false, res, first, err
+		}
+	}
 }
 
 // answer is what Call returns for a computation it took part in.
@@ -597,34 +606,17 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 		e.FreshUntil = time.Time{}
 		return &e, nil
 	}
-	var res result[R]
-	var err error
-	for try := 0; ; try++ {
-		seen := f.flights.storedCount(key).Load()
-		failed := false
-		if mode == UseCache {
-			var env envelope
-			var ok bool
-			if env, ok, failed = f.read(ctx, s, key); ok {
-				return &Entry{
-					Payload:    env.payload,
-					Codec:      s.codec,
-					Hit:        true,
-					Cached:     true,
-					StoredAt:   unixTime(env.storedAt),
-					FreshUntil: unixTime(env.freshUntil),
-					etag:       env.etag,
-				}, nil
-			}
-		}
-		if mode != UseCache || try == 1 || failed {
-			seen = noCheck // no read to redo, or none worth redoing
-		}
-		// As in Call: a write of ours that landed since the read means
-		// reading again rather than computing what is stored.
-		if res, _, err = f.compute(ctx, s, key, a, mode == Refresh, seen); err != errReread {
-			break
-		}
+	env, hit, res, _, err := f.fetch(ctx, s, key, a, mode == UseCache, mode == Refresh)
+	if hit {
+		return &Entry{
+			Payload:    env.payload,
+			Codec:      s.codec,
+			Hit:        true,
+			Cached:     true,
+			StoredAt:   unixTime(env.storedAt),
+			FreshUntil: unixTime(env.freshUntil),
+			etag:       env.etag,
+		}, nil
 	}
 	if err != nil {
 		return nil, err

@@ -134,6 +134,16 @@ func wantValue(t *testing.T, b memo.Backend, key string, want []byte) {
 	}
 }
 
+// WantGet fails t unless b holds want under key; want "" means a miss.
+func WantGet(t *testing.T, b memo.Backend, key, want string) {
+	t.Helper()
+	if want == "" {
+		wantMiss(t, b, key)
+		return
+	}
+	wantValue(t, b, key, []byte(want))
+}
+
 func wantMiss(t *testing.T, b memo.Backend, key string) {
 	t.Helper()
 	if got, ok := get(t, b, key); ok {

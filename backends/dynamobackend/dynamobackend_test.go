@@ -90,7 +90,7 @@ func TestConsistentReadOption(t *testing.T) {
 		{dynamobackend.New(client, table), `"ConsistentRead":true`},
 		{dynamobackend.New(client, table, dynamobackend.ConsistentRead(false)), `"ConsistentRead":false`},
 	} {
-		wantGet(t, c.b, k, "")
+		backendtest.WantGet(t, c.b, k, "")
 		if body, _ := last.Load().(string); !strings.Contains(body, c.want) {
 			t.Errorf("GetItem request %s, want %s", body, c.want)
 		}
@@ -180,9 +180,9 @@ func TestExpiredNotYetDeleted(t *testing.T) {
 		dynamobackend.AttrExpiryMillis: num(future.UnixMilli()),
 	})
 	putRaw(t, client, table, ns, "forever", nil)
-	wantGet(t, b, ns+":old", "")
-	wantGet(t, b, ns+":fresh", "v")
-	wantGet(t, b, ns+":forever", "v")
+	backendtest.WantGet(t, b, ns+":old", "")
+	backendtest.WantGet(t, b, ns+":fresh", "v")
+	backendtest.WantGet(t, b, ns+":forever", "v")
 }
 
 // TestStoredItem checks the stored attributes: exp and expms rounded up,
@@ -459,14 +459,14 @@ func TestKeys(t *testing.T) {
 		}
 	}
 	for _, k := range []string{":x", "ns:", ":", "a:b:c"} {
-		wantGet(t, b, k, k)
+		backendtest.WantGet(t, b, k, k)
 	}
 	if err := b.Clear(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b, ":x", "")
-	wantGet(t, b, ":", "")
-	wantGet(t, b, "ns:", "ns:")
+	backendtest.WantGet(t, b, ":x", "")
+	backendtest.WantGet(t, b, ":", "")
+	backendtest.WantGet(t, b, "ns:", "ns:")
 	for _, k := range []string{"nocolon", "a b:c", "a:b\x00", "a:\xff"} {
 		if err := b.Set(ctx, k, []byte("v"), time.Minute); err == nil {
 			t.Errorf("Set(%q) = nil, want an error", k)
@@ -478,22 +478,9 @@ func TestKeys(t *testing.T) {
 	if err := b.Clear(ctx, " "); err != nil {
 		t.Errorf("Clear(\" \") = %v, want nil (nothing there)", err)
 	}
-	wantGet(t, b, "ns:", "ns:")
+	backendtest.WantGet(t, b, "ns:", "ns:")
 	if err := b.Set(ctx, "ns:k", []byte("v"), -time.Second); err == nil {
 		t.Error("Set(negative ttl) = nil, want an error")
-	}
-}
-
-func wantGet(t *testing.T, b memo.Backend, key, want string) {
-	t.Helper()
-	v, ok, err := b.Get(context.Background(), key)
-	switch {
-	case err != nil:
-		t.Fatalf("Get(%q) error %v", key, err)
-	case want == "" && ok:
-		t.Fatalf("Get(%q) = %q, want a miss", key, v)
-	case want != "" && (!ok || string(v) != want):
-		t.Fatalf("Get(%q) = %q, %v; want %q", key, v, ok, want)
 	}
 }
 

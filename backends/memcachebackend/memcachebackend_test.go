@@ -149,22 +149,22 @@ func TestClearAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantGet(t, b2, ns+":3", "old")
+	backendtest.WantGet(t, b2, ns+":3", "old")
 	if err := b2.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		wantGet(t, b1, fmt.Sprintf("%s:%d", ns, i), "")
-		wantGet(t, b2, fmt.Sprintf("%s:%d", ns, i), "")
+		backendtest.WantGet(t, b1, fmt.Sprintf("%s:%d", ns, i), "")
+		backendtest.WantGet(t, b2, fmt.Sprintf("%s:%d", ns, i), "")
 	}
 	if err := b1.Set(ctx, ns+":3", []byte("new"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b2, ns+":3", "new")
+	backendtest.WantGet(t, b2, ns+":3", "new")
 	if err := b1.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b2, ns+":3", "")
+	backendtest.WantGet(t, b2, ns+":3", "")
 }
 
 // TestClearSeenWithinRefresh: with the default refresh interval, the
@@ -179,12 +179,12 @@ func TestClearSeenWithinRefresh(t *testing.T) {
 	if err := b1.Set(ctx, ns+":k", []byte("old"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b2, ns+":k", "old") // b2 caches the generation now
+	backendtest.WantGet(t, b2, ns+":k", "old") // b2 caches the generation now
 	if err := b1.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	cleared := time.Now()
-	wantGet(t, b1, ns+":k", "")
+	backendtest.WantGet(t, b1, ns+":k", "")
 	// b2 has not refreshed yet: it still sees, and writes, the old
 	// generation (the documented trade-off).
 	if err := b2.Set(ctx, ns+":stale", []byte("x"), time.Minute); err != nil {
@@ -205,8 +205,8 @@ func TestClearSeenWithinRefresh(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	wantGet(t, b2, ns+":stale", "")
-	wantGet(t, b1, ns+":stale", "")
+	backendtest.WantGet(t, b2, ns+":stale", "")
+	backendtest.WantGet(t, b1, ns+":stale", "")
 }
 
 // TestClearImmediateUnderRefreshes: in the clearing Backend a Clear is seen
@@ -367,7 +367,7 @@ func TestRefreshZero(t *testing.T) {
 	}
 	sel.n.Store(0)
 	for range 10 {
-		wantGet(t, b, ns+":k", "v")
+		backendtest.WantGet(t, b, ns+":k", "v")
 	}
 	if n := sel.n.Load(); n != 10 {
 		t.Errorf("10 Gets read the counter %d times, want 10", n)
@@ -385,19 +385,19 @@ func TestDeleteAcrossInstances(t *testing.T) {
 	if err := b1.Set(ctx, ns+":k", []byte("old"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b2, ns+":k", "old")
+	backendtest.WantGet(t, b2, ns+":k", "old")
 	if err := b2.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	if err := b2.Set(ctx, ns+":k", []byte("new"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b1, ns+":k", "old") // b1 has not refreshed
+	backendtest.WantGet(t, b1, ns+":k", "old") // b1 has not refreshed
 	if err := b1.Delete(ctx, ns+":k"); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b2, ns+":k", "")
-	wantGet(t, b1, ns+":k", "")
+	backendtest.WantGet(t, b2, ns+":k", "")
+	backendtest.WantGet(t, b1, ns+":k", "")
 }
 
 // TestLostGeneration: losing a namespace's counter (eviction, restart)
@@ -426,14 +426,14 @@ func TestLostGeneration(t *testing.T) {
 	if err := b.Clear(ctx, ns); err != nil {
 		t.Fatalf("Clear without a counter = %v", err)
 	}
-	wantGet(t, b, ns+":a", "")
-	wantGet(t, b, ns+":b", "")
+	backendtest.WantGet(t, b, ns+":a", "")
+	backendtest.WantGet(t, b, ns+":b", "")
 	if err := b.Set(ctx, ns+":c", []byte("3"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b, ns+":a", "")
-	wantGet(t, b, ns+":b", "")
-	wantGet(t, b, ns+":c", "3")
+	backendtest.WantGet(t, b, ns+":a", "")
+	backendtest.WantGet(t, b, ns+":b", "")
+	backendtest.WantGet(t, b, ns+":c", "3")
 }
 
 // TestLostGenerationCached: a Backend caching the generation of a lost
@@ -451,9 +451,9 @@ func TestLostGenerationCached(t *testing.T) {
 	if err := c.Delete(memcachebackend.GenKey(ns)); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b, ns+":a", "1") // cached generation
+	backendtest.WantGet(t, b, ns+":a", "1") // cached generation
 	time.Sleep(refresh + 50*time.Millisecond)
-	wantGet(t, b, ns+":a", "") // refreshed: a new counter
+	backendtest.WantGet(t, b, ns+":a", "") // refreshed: a new counter
 
 	if err := b.Set(ctx, ns+":b", []byte("2"), time.Minute); err != nil {
 		t.Fatal(err)
@@ -464,7 +464,7 @@ func TestLostGenerationCached(t *testing.T) {
 	if err := b.Clear(ctx, ns); err != nil {
 		t.Fatalf("Clear without a counter = %v", err)
 	}
-	wantGet(t, b, ns+":b", "")
+	backendtest.WantGet(t, b, ns+":b", "")
 }
 
 func TestGenerationKeyIsNotAMemoKey(t *testing.T) {
@@ -568,12 +568,12 @@ func TestServerTooLarge(t *testing.T) {
 	if !errors.Is(err, memo.ErrTooLarge) {
 		t.Fatalf("Set(2 MiB) = %v, want ErrTooLarge", err)
 	}
-	wantGet(t, b, k, "")
+	backendtest.WantGet(t, b, k, "")
 	// The client recovers from the connection the server's error closed.
 	if err := b.Set(ctx, k, []byte("small"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	wantGet(t, b, k, "small")
+	backendtest.WantGet(t, b, k, "small")
 }
 
 // TestLocalLimit: the default limit lets through the largest value that
@@ -622,19 +622,6 @@ func TestInvalidKeys(t *testing.T) {
 		if err := b.Delete(ctx, k); err == nil {
 			t.Errorf("Delete(%.20q...) = nil error", k)
 		}
-	}
-}
-
-func wantGet(t *testing.T, b memo.Backend, key, want string) {
-	t.Helper()
-	v, ok, err := b.Get(context.Background(), key)
-	switch {
-	case err != nil:
-		t.Fatalf("Get(%q) error %v", key, err)
-	case want == "" && ok:
-		t.Fatalf("Get(%q) = %q, want a miss", key, v)
-	case want != "" && (!ok || string(v) != want):
-		t.Fatalf("Get(%q) = %q, %v; want %q", key, v, ok, want)
 	}
 }
 
