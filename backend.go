@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gomemo/memo/backends/memory"
+	"github.com/gomemo/memo/internal/store"
 )
 
 // Backend stores opaque bytes under string keys. It knows nothing of codecs
@@ -53,33 +53,35 @@ type Clearer interface {
 	Clear(ctx context.Context, ns string) error
 }
 
-// DeadlineBounded is implemented by a [Backend] whose calls end by their
-// context's deadline on their own, through socket deadlines or a client
-// timeout, without needing ctx.Done() to close at the deadline. For such a
-// backend memo bounds each call (see [Timeout]) with a context that carries
-// the deadline but arms no timer, which saves about a microsecond and a
-// thread wake-up on every call. ctx.Done() still closes when the caller's
-// context ends. memcachebackend implements it; a backend that waits on
-// ctx.Done() anywhere (an HTTP client, a connection pool) must not.
-type DeadlineBounded interface {
-	DeadlineBounded() bool
-}
-
 // ErrTooLarge is wrapped by the error a [Backend] returns from Set when the
 // value exceeds what the store accepts (Memcached's item size, DynamoDB's
 // item limit, the in-memory backend's byte bound). memo reports it and still
 // returns fn's answer.
-var ErrTooLarge = memory.ErrTooLarge // one value, shared with the in-memory backend
+var ErrTooLarge = store.ErrTooLarge // one value, shared with the local tier
 
 // ErrClearUnsupported is returned by [Func.Clear] when the backend does not
-// implement [Clearer].
-var ErrClearUnsupported = errors.New("memo: backend cannot clear a namespace")
+// implement [Clearer]. errors.Is(ErrClearUnsupported, errors.ErrUnsupported)
+// holds.
+var ErrClearUnsupported = fmt.Errorf("memo: backend cannot clear a namespace: %w", errors.ErrUnsupported)
+
+// EncodeError is returned by [Func.Lookup] when fn's answer cannot be
+// encoded by the codec, so that there is no payload to serve. Err is the
+// codec's error.
+type EncodeError struct{ Err error }
+
+func (e *EncodeError) Error() string { return fmt.Sprintf("memo: encoding the answer: %v", e.Err) }
+
+func (e *EncodeError) Unwrap() error { return e.Err }
 
 // BackendError is what memo reports (see [OnError]) when a backend call
 // fails or an entry it read cannot be used. memo never returns it from
 // [Func.Call]: the cache fails open.
 type BackendError struct {
-	Op  string // "get", "set", "delete", "clear", "decode" or "encode"
+	// Op is what failed: "get", "set", "delete" or "clear" (a backend
+	// call), "decode" (an entry read that cannot be used), "encode" (an
+	// answer the codec cannot encode) or "key" (an argument that cannot
+	// be keyed).
+	Op  string
 	Key string // the backend key, or the namespace key for "clear"
 	Err error  // the underlying error
 }

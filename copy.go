@@ -6,7 +6,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/gomemo/memo/backends/memory"
 )
 
 // A copier gives a caller a value of its own from a decoded value that the
@@ -217,18 +216,18 @@ func footprint(v reflect.Value, depth int) int64 {
 	}
 	switch v.Kind() {
 	case reflect.String:
-		return memory.AllocSize(v.Len())
+		return allocSize(v.Len())
 	case reflect.Pointer:
 		if v.IsNil() || v.Type() == reflect.TypeFor[*time.Location]() {
 			return 0
 		}
 		e := v.Elem()
-		return memory.AllocSize(int(e.Type().Size())) + footprint(e, depth+1)
+		return allocSize(int(e.Type().Size())) + footprint(e, depth+1)
 	case reflect.Slice:
 		if v.IsNil() {
 			return 0
 		}
-		n := memory.AllocSize(v.Cap() * int(v.Type().Elem().Size()))
+		n := allocSize(v.Cap() * int(v.Type().Elem().Size()))
 		for i := range v.Len() {
 			n += footprint(v.Index(i), depth+1)
 		}
@@ -251,7 +250,7 @@ func footprint(v reflect.Value, depth int) int64 {
 		}
 		// A map's table: its slots at the average load, and a header.
 		slot := int(v.Type().Key().Size()+v.Type().Elem().Size()) + 1
-		n := memory.AllocSize(48) + int64(v.Len()*slot*8/7*4/3)
+		n := allocSize(48) + int64(v.Len()*slot*8/7*4/3)
 		iter := v.MapRange()
 		for iter.Next() {
 			n += footprint(iter.Key(), depth+1) + footprint(iter.Value(), depth+1)

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"time"
 )
 
 // The stored format, version 1. Every value memo writes to a backend is an
@@ -48,6 +47,7 @@ type envelope struct {
 	staleUntil int64
 	etag       [16]byte
 	payload    []byte
+	raw        []byte // the whole envelope, when it was read from a backend
 }
 
 // encodeEnvelope builds the stored bytes for payload.
@@ -118,11 +118,4 @@ func quoteETag(t [16]byte) string {
 	base64.RawURLEncoding.Encode(b[1:23], t[:])
 	b[23] = '"'
 	return string(b[:])
-}
-
-func unixTime(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
 }

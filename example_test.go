@@ -84,12 +84,10 @@ func ExampleOnError() {
 		}))
 	u, err := f.Call(context.Background(), 7) // the store is down: fn answers
 	fmt.Println(u.Name, err)
-	fmt.Println(<-reports) // the failed read
-	fmt.Println(<-reports) // the failed write, which follows the answer
+	fmt.Println(<-reports) // the failed read; memo does not write to a store that just failed
 	// Output:
 	// user 7 <nil>
 	// reported: get connection refused
-	// reported: set connection refused
 }
 
 // brokenBackend fails every call, as a store that is down would.
@@ -106,7 +104,7 @@ func (brokenBackend) Set(context.Context, string, []byte, time.Duration) error {
 func (brokenBackend) Delete(context.Context, string) error { return errRefused }
 
 func ExampleSetDefaults() {
-	defer memo.SetDefaults() // back to the built-in defaults
+	defer memo.ResetDefaults() // back to the built-in defaults
 	// Usually in main: every memoized function of the process, including
 	// those wrapped at package level before main ran, now uses these.
 	memo.SetDefaults(memo.Prefix("shop"), memo.Expire(30*time.Second))

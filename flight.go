@@ -4,16 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 )
 
 // PanicError is what a caller of a memoized function panics with when fn
 // panicked while computing the answer it waited for. Value is what fn
-// panicked with; Stack is fn's goroutine stack at the panic.
+// panicked with; Stack is fn's goroutine stack at the panic. A panic of fn
+// whose callers have all left is reported to [OnError] as a *PanicError.
 type PanicError struct {
 	Value any
 	Stack []byte
@@ -31,144 +30,119 @@ func (p *PanicError) Unwrap() error {
 
 var errGoexit = errors.New("memo: fn called runtime.Goexit")
 
-// group deduplicates concurrent computations of one key, like
-// golang.org/x/sync/singleflight, with context semantics that singleflight
-// lacks: the computation runs on its own goroutine with a context that keeps
-// the first caller's values but none of its cancellation; each caller waits
-// on its own ctx and leaves alone when it ends; the computation's context is
-// cancelled only when every caller has left.
+// group runs at most one flight at a time per key: the whole miss of that
+// key (read the tiers, run fn, write the answer). Unlike singleflight, each
+// caller waits on its own context and leaves alone when it ends; the flight
+// goes on without it, so that a caller giving up never starts a second run.
+//
+// Invalidations (Forget, Clear) fence flights: a flight covered by one
+// writes nothing once the invalidation has begun, and an invalidation waits
+// for a write already under way before it deletes.
 type group[T any] struct {
-	mu sync.Mutex
-	m  map[string]*flight[T]
-	// stored counts, per stripe of keys, the flights that finished storing
-	// (after) and left the map. A caller that read the store before one of
-	// them left may have read it before the write landed: do tells it to
-	// read again.
-	stored [storedStripes]atomic.Uint64
-	seed   maphash.Seed
-	once   sync.Once
+	mu      sync.Mutex
+	m       map[string]*flight[T] // the flight under way per key; guarded by mu
+	forgets map[string]int        // keys with a Forget under way; guarded by mu
+	clears  int                   // Clears under way; guarded by mu
 }
 
-const storedStripes = 64
-
-// noCheck is the seen value of a caller that must not be told to reread.
-const noCheck = ^uint64(0)
-
-// storedCount returns the stripe counter of key.
-func (g *group[T]) storedCount(key string) *atomic.Uint64 {
-	g.once.Do(func() { g.seed = maphash.MakeSeed() })
-	return &g.stored[maphash.String(g.seed, key)%storedStripes]
-}
-
-// errReread is do's answer to a caller whose read of the store may predate
-// a write that has since landed.
-var errReread = errors.New("memo: read the store again")
-
+// flight is one run of the miss path for a key.
 type flight[T any] struct {
-	done chan struct{} // nil until a caller waits; guarded by group.mu
+	// early is set once, before ready is marked, and read only after:
+	// the answer, known before its write ends.
+	early T
+	// val and panic are set once, before done is marked, and read only
+	// after.
+	val   T
+	panic *PanicError
 
-	cancel   context.CancelFunc
-	waiters  int // guarded by group.mu
-	taken    atomic.Int32
-	dropped  atomic.Bool // Forget or Clear came while work ran: do not store
-	finished bool        // work has returned; guarded by group.mu
-	storing  bool        // finished, and after is storing the answer; guarded by group.mu
-	noStore  atomic.Bool // work's answer is not to be stored (an error)
-	val      T
-	panic    *PanicError
+	taken atomic.Int32 // callers that took the answer: the first owns it
+
+	// These fields are guarded by group.mu.
+	isReady bool          // early is set
+	isDone  bool          // val and panic are set; no write is under way
+	ready   chan struct{} // made by the first waiter, closed when isReady is set
+	done    chan struct{} // made by the first waiter, closed when isDone is set
+	waiters int           // callers waiting on done
+	dropped bool          // an invalidation covers the flight: write nothing
+	writing chan struct{} // non-nil while a write runs; closed when it ends
 }
 
-// do returns the result of work for key, running work at most once at a
-// time per key. first is true for the first caller to take this flight's
+// work is a flight's body. It calls g.answer with the answer as soon as it
+// is known, then writes it (between g.beginWrite and g.endWrite), and
+// returns the final result.
+type work[T any] func(ctx context.Context, fl *flight[T]) T
+
+// do returns the result of the flight for key, starting one with w when
+// none is under way. first is true for the first caller to take the
 // result, which may own it; the others must copy what they mutate. do
-// panics with a *PanicError when work panicked.
-// After work returns, its result goes to the callers at once; then, while
-// the flight still answers callers that join, after runs (memo stores the
-// answer there, so that a slow store never delays a caller). inline allows
-// a caller that cannot be cancelled to run work and after on its own
-// goroutine: only when after is quick.
+// panics with a *PanicError when w panicked.
 //
-// seen is g.stored as the caller read it before reading the store; when no
-// flight for key is under way and g.stored has moved since, do returns
-// errReread instead of starting one.
-//
-// A caller that wants an answer computed after it came (fresh) does not
-// take that of a flight that has already finished.
-func (g *group[T]) do(ctx context.Context, key string, inline, fresh bool, seen uint64, work func(context.Context, *flight[T]) T,
-	after func(context.Context, *flight[T])) (v T, first bool, err error) {
+// A caller whose ctx cannot be cancelled runs a new flight on its own
+// goroutine; otherwise the flight runs on a goroutine of its own, with a
+// context that keeps ctx's values but not its cancellation or deadline.
+// A caller whose ctx ends returns ctx.Err(), unless the answer is already
+// known and only its write is under way: then it gets the answer. orphan
+// receives a panic of a flight that no caller waited for.
+func (g *group[T]) do(ctx context.Context, key string, w work[T], orphan func(context.Context, *PanicError)) (v T, first bool, err error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*flight[T])
 	}
-	f, ok := g.m[key]
-	if ok && f.finished && (fresh || !f.storing) {
-		// Only an answer being stored is shared after the fact: it is
-		// what the store is about to hold. Start another; the finished
-		// flight leaves the map alone.
-		ok = false
-	}
-	if ok && f.finished {
-		g.mu.Unlock()
-		if f.panic != nil {
-			panic(f.panic)
-		}
-		return f.val, f.taken.Add(1) == 1, nil
-	}
-	if !ok && seen != noCheck && g.storedCount(key).Load() != seen {
-		g.mu.Unlock()
-		var zero T
-		return zero, false, errReread
-	}
-	if !ok {
-		if inline && ctx.Done() == nil {
-			// A caller that cannot be cancelled never leaves early, so it
-			// runs work itself, sparing a goroutine, on its own context:
-			// nothing ever cancels it, as nothing would cancel the shared
-			// one while this caller waits.
-			// Its done channel is made only if another caller joins.
-			f = &flight[T]{cancel: func() {}, waiters: 1}
-			g.m[key] = f
-			g.mu.Unlock()
-			g.run(ctx, key, f, work, after)
-			if f.panic != nil {
-				panic(f.panic)
-			}
-			return f.val, f.taken.Add(1) == 1, nil
-		}
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		f = &flight[T]{done: make(chan struct{}), cancel: cancel}
+	f := g.m[key]
+	if f == nil {
+		f = &flight[T]{dropped: g.clears > 0 || g.forgets[key] > 0}
 		g.m[key] = f
-		go g.run(fctx, key, f, work, after)
+		if ctx.Done() == nil {
+			g.mu.Unlock()
+			g.run(ctx, key, f, w, nil)
+			return g.take(f)
+		}
+		go g.run(context.WithoutCancel(ctx), key, f, w, orphan)
+	}
+	if f.isDone {
+		g.mu.Unlock()
+		return g.take(f)
 	}
 	if f.done == nil {
-		f.done = make(chan struct{})
+		f.done, f.ready = make(chan struct{}), make(chan struct{})
 	}
 	f.waiters++
 	g.mu.Unlock()
 
 	select {
 	case <-f.done:
+		return g.take(f)
 	case <-ctx.Done():
+	}
+	select {
+	case <-f.done:
+		return g.take(f)
+	case <-f.ready:
+		// The answer is known and its write is under way: a caller whose
+		// deadline came gets the answer rather than an error.
 		g.mu.Lock()
 		f.waiters--
-		if f.waiters == 0 {
-			f.cancel()
-			if g.m[key] == f {
-				delete(g.m, key) // later callers start afresh
-			}
-		}
 		g.mu.Unlock()
-		var zero T
-		return zero, false, ctx.Err()
+		return f.early, f.taken.Add(1) == 1, nil
+	default:
 	}
+	g.mu.Lock()
+	f.waiters--
+	g.mu.Unlock()
+	var zero T
+	return zero, false, ctx.Err()
+}
+
+func (g *group[T]) take(f *flight[T]) (T, bool, error) {
 	if f.panic != nil {
 		panic(f.panic)
 	}
 	return f.val, f.taken.Add(1) == 1, nil
 }
 
-func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(context.Context, *flight[T]) T,
-	after func(context.Context, *flight[T])) {
+// run runs w for f and ends the flight. orphan is nil when the caller runs
+// the flight itself.
+func (g *group[T]) run(ctx context.Context, key string, f *flight[T], w work[T], orphan func(context.Context, *PanicError)) {
 	normal := false
 	defer func() {
 		if !normal {
@@ -179,38 +153,95 @@ func (g *group[T]) run(ctx context.Context, key string, f *flight[T], work func(
 			}
 		}
 		g.mu.Lock()
-		f.finished = true
-		f.storing = normal && after != nil && !f.noStore.Load() && !f.dropped.Load()
-		done := f.done // made under g.mu by whoever waits
-		g.mu.Unlock()
-		if done != nil {
-			close(done)
-		}
-		if normal && after != nil {
-			after(ctx, f)
-		}
-		f.cancel()
-		g.mu.Lock()
+		f.isDone = true
 		if g.m[key] == f {
 			delete(g.m, key)
 		}
-		if after != nil {
-			g.storedCount(key).Add(1)
+		if f.done != nil {
+			close(f.done)
 		}
+		waiters := f.waiters
 		g.mu.Unlock()
+		if f.panic != nil && waiters == 0 && orphan != nil {
+			orphan(ctx, f.panic)
+		}
 	}()
-	f.val = work(ctx, f)
+	f.val = w(ctx, f)
 	normal = true
 }
 
-// drop marks the flights under way whose key has the given prefix (a key,
-// or a namespace key and ':') so that they do not store their answers.
-func (g *group[T]) drop(prefix string, exact bool) {
+// answer makes v known to callers whose context ends before the flight
+// does.
+func (g *group[T]) answer(f *flight[T], v T) {
+	g.mu.Lock()
+	f.early, f.isReady = v, true
+	if f.ready != nil {
+		close(f.ready)
+	}
+	g.mu.Unlock()
+}
+
+// beginWrite reports whether f may write; if so, the write must be ended
+// with endWrite, and an invalidation that comes meanwhile waits for it.
+func (g *group[T]) beginWrite(f *flight[T]) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if f.dropped {
+		return false
+	}
+	f.writing = make(chan struct{})
+	return true
+}
+
+func (g *group[T]) endWrite(f *flight[T]) {
+	g.mu.Lock()
+	close(f.writing)
+	f.writing = nil
+	g.mu.Unlock()
+}
+
+// invalidate starts an invalidation of key (or of every key, when all is
+// true): flights under way are dropped, so that they write nothing and
+// later calls start afresh, and flights started until the matching
+// invalidated call are dropped at birth. It returns the writes under way,
+// to be waited for before deleting.
+func (g *group[T]) invalidate(key string, all bool) (writes []chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if all {
+		g.clears++
+	} else {
+		if g.forgets == nil {
+			g.forgets = make(map[string]int)
+		}
+		g.forgets[key]++
+	}
 	for k, f := range g.m {
-		if k == prefix || !exact && strings.HasPrefix(k, prefix) {
-			f.dropped.Store(true)
+		if all || k == key || k == refreshKey(key) {
+			f.dropped = true
+			if f.writing != nil {
+				writes = append(writes, f.writing)
+			}
+			delete(g.m, k)
 		}
 	}
+	return writes
 }
+
+// invalidated ends an invalidation that invalidate started.
+func (g *group[T]) invalidated(key string, all bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if all {
+		g.clears--
+		return
+	}
+	if g.forgets[key]--; g.forgets[key] == 0 {
+		delete(g.forgets, key)
+	}
+}
+
+// refreshKey is the flight key of a computation that must not read (a
+// Refresh), so that it never shares a flight that answers from the cache.
+// No key memo builds holds a NUL.
+func refreshKey(key string) string { return key + "\x00" }

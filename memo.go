@@ -2,14 +2,12 @@ package memo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/gomemo/memo/backends/memory"
 )
 
 // Func is a memoized function: fn behind a cache. Create it with [New]; the
@@ -21,7 +19,7 @@ type Func[A, R any] struct {
 	kind  keyKind
 	keyFn func(A) string
 	fp    [8]byte
-	cp    copier // copies decoded values kept by the in-memory backend
+	cp    copier // copies decoded values kept in the local tier
 
 	sizeHint atomic.Int64 // the last payload's size, to size the next buffer
 
@@ -33,21 +31,22 @@ type Func[A, R any] struct {
 // the package defaults.
 type state struct {
 	config
-	gen      uint64
-	nsKey    string          // prefix:namespace
-	mem      *memory.Backend // the backend, when it is the in-memory one
-	deadline bool            // the backend is DeadlineBounded
+	gen   uint64
+	nsKey string // prefix:namespace
 }
 
-// result is what one computation of fn yields.
+// result is what one flight yields: an answer computed by fn, or an entry
+// read from a tier.
 type result[R any] struct {
-	val   R
-	err   error
-	entry Entry // its raw is nil when fn failed or the value could not be encoded
+	val    R     // fn's answer, or the decoded entry when hasVal
+	hasVal bool  // val holds the answer (otherwise decode entry.Payload)
+	err    error // fn's error
+	entry  Entry // raw is nil when fn failed or its answer could not be encoded
 }
 
 // Wrap returns fn behind a cache: the same as New(fn, opts...).Call. It
-// panics where [New] does.
+// panics where [New] does. Keep the *[Func] from New instead when you need
+// [Func.Forget], [Func.Clear] or the HTTP adapter.
 //
 //	getUser := memo.Wrap(fetchUser, memo.Expire(time.Minute))
 func Wrap[A, R any](fn func(context.Context, A) (R, error), opts ...Option) func(context.Context, A) (R, error) {
@@ -55,18 +54,20 @@ func Wrap[A, R any](fn func(context.Context, A) (R, error), opts ...Option) func
 }
 
 // New returns a memoized fn. It panics with a "memo: ..." message on a
-// programmer error: fn is nil; fn is anonymous (a closure) and no
-// [Namespace] is given, since a closure's generated name moves when code
-// moves and would serve one function's entries to another after a deploy;
-// A has no canonical key (it holds a func or channel) and neither a
-// [Keyer] nor a [KeyFunc] says how to key it; a KeyFunc is for another
-// argument type.
+// programmer error: fn is nil; fn has no stable name of its own (a closure,
+// a method value bound to a receiver, a generic instantiation) and no
+// [Namespace] is given, since two such functions would share entries; A
+// has no canonical key and neither a [Keyer] nor a [KeyFunc] says how to
+// key it; a KeyFunc is for another argument type; an option is invalid.
 func New[A, R any](fn func(context.Context, A) (R, error), opts ...Option) *Func[A, R] {
 	if fn == nil {
 		panic("memo: New(nil)")
 	}
 	var own config
 	for _, o := range opts {
+		if o.apply == nil {
+			panic("memo: New: zero Option")
+		}
 		o.apply(&own)
 	}
 	f := &Func[A, R]{fn: fn, own: append([]Option(nil), opts...), ns: own.namespace}
@@ -89,6 +90,7 @@ func New[A, R any](fn func(context.Context, A) (R, error), opts ...Option) *Func
 	}
 	f.fp = fingerprint(reflect.TypeFor[R]())
 	f.cp = newCopier(reflect.TypeFor[R]())
+	f.load() // validates the options against the defaults
 	return f
 }
 
@@ -103,190 +105,473 @@ func (f *Func[A, R]) load() *state {
 	if s.prefix != "" {
 		s.nsKey = s.prefix + ":" + f.ns
 	}
-	s.mem, _ = s.backend.(*memory.Backend)
-	if d, ok := s.backend.(DeadlineBounded); ok {
-		s.deadline = d.DeadlineBounded()
-	}
 	f.st.Store(s)
 	return s
 }
 
-func (s *state) report(ctx context.Context, op, key string, err error) {
-	s.onError(ctx, &BackendError{Op: op, Key: key, Err: err})
-}
-
-// backendCtx bounds a backend call by the Timeout option.
-func (s *state) backendCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	switch {
-	case s.mem != nil:
-		return ctx, func() {}
-	case s.deadline:
-		return &deadlineCtx{ctx, time.Now().Add(s.timeout)}, func() {}
-	}
-	return context.WithTimeout(ctx, s.timeout)
-}
-
-// deadlineCtx is ctx with an earlier deadline and no timer: its Done closes
-// only with ctx's, so it serves backends that stop at the deadline on their
-// own (DeadlineBounded).
-type deadlineCtx struct {
-	context.Context
-	d time.Time
-}
-
-func (c *deadlineCtx) Deadline() (time.Time, bool) {
-	if d, ok := c.Context.Deadline(); ok && d.Before(c.d) {
-		return d, true
-	}
-	return c.d, true
-}
-
-func (c *deadlineCtx) Err() error {
-	if err := c.Context.Err(); err != nil {
-		return err
-	}
-	if !time.Now().Before(c.d) {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
 // Call returns fn's answer for a, from the cache when it holds a fresh one.
 //
-// On a miss, concurrent calls for the same key run fn once, on a goroutine
-// of its own whose context keeps the first caller's values but not its
-// cancellation (on the in-memory backend, a first caller whose context can
-// never be cancelled runs fn itself). Each caller waits on its own ctx and returns ctx.Err() when
-// it ends; the others go on waiting, and fn's context is cancelled only when
-// every waiting caller has gone. If fn panics, its callers panic with a
-// *[PanicError] and later calls run fn again.
+// Concurrent calls for one key in a process run fn at most once at a time.
+// Each caller waits on its own ctx: a caller whose ctx is already done gets
+// ctx.Err() at once, and one whose ctx ends while it waits gets ctx.Err()
+// then, unless fn has answered and only the cache write is under way (it
+// then gets the answer). Callers leaving never start another run of fn,
+// and never cancel it: fn runs with a context that keeps the first
+// caller's values but not its cancellation or deadline, and memo does not
+// bound it, so give fn its own timeout if it can hang. Every caller of that
+// run, and everyone who calls until it ends, gets its answer. Because
+// callers share a run, fn must not read identity (a user, a tenant) from
+// the context: put it in the argument.
 //
-// fn's errors are returned unchanged and never cached. Faults of the cache
-// (a backend error or timeout, a corrupt or foreign entry) never reach the
-// caller: a failed read is a miss, a failed write is reported to [OnError],
-// and fn's answer is returned either way. On a backend other than the
-// in-memory one the write follows the answer (write-behind): callers
-// never wait for it, and a call that comes while it is under way takes
-// the answer being written. Every caller gets a value of its
-// own: mutating it never changes what later calls return.
+// When Call returns an answer that fn computed, the answer has been
+// written to the cache (or the write failed or ran out of [Timeout], and
+// was reported): a call for the same key that starts afterwards, in any
+// process sharing the backend, hits.
+//
+// If fn panics, its callers panic with a *[PanicError] and the next call
+// runs fn again. fn's errors are returned unchanged and never cached.
+//
+// A fault of the cache (a backend error or timeout, a corrupt or foreign
+// entry, a key that cannot be built) never reaches the caller: a failed
+// read is a miss, a failed write is reported to [OnError], and fn's answer
+// is returned either way. A backend call takes at most [Timeout], and at
+// most half of the time the first caller has left, so that fn still has
+// time to answer. Every caller gets a value of its own: mutating it never
+// changes what later calls return.
 func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	s := f.load()
 	if !s.enabled {
 		return f.fn(ctx, a)
 	}
+	var zero R
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
 	var buf [MaxKeyLen + 8]byte
-	kb, err := appendKey(buf[:0], s.nsKey, f.kind, f.keyFn, a)
+	kb, err := f.appendKey(buf[:0], s, a)
 	if err != nil {
 		s.report(ctx, "key", s.nsKey, err)
 		return f.fn(ctx, a)
 	}
-	if s.mem != nil {
-		if v, ok := f.memHit(ctx, s, kb); ok {
-			return v, nil
-		}
-	}
-	key := string(kb)
-	if s.mem == nil {
-		env, hit, res, first, err := f.fetch(ctx, s, key, a, true, false)
-		if !hit {
-			return f.answer(s, res, first, err)
-		}
-		var v R
-		if err := s.codec.Unmarshal(env.payload, &v); err == nil {
-			return v, nil
-		}
-		s.report(ctx, "decode", key, err)
-	}
-	res, first, err := f.compute(ctx, s, key, a, false, noCheck)
-	return f.answer(s, res, first, err)
-}
-
-// fetch reads key from the backend (when read is true) and, on a miss,
-// computes the answer once among concurrent callers (see compute; fresh
-// refuses the answer of a flight that finished before this call). A write
-// of ours may land between the read and the computation: then fetch reads
-// once more rather than compute what is already stored.
-func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, read, fresh bool) (env envelope, hit bool, res result[R], first bool, err error) {
-	for try := 0; ; try++ {
-		seen := noCheck
-		if read {
-			seen = f.flights.storedCount(key).Load()
-			env, ok, failed := f.read(ctx, s, key)
-			if ok {
-				return env, true, res, false, nil
-			}
-			if failed || try == 1 {
-				seen = noCheck // a failed read is not worth repeating
+	if s.local != nil {
+		if it, ok := s.local.get(kb, s.clock); ok {
+			if v, ok := f.fromItem(ctx, s, it); ok {
+				return v, nil
 			}
 		}
-		if res, first, err = f.compute(ctx, s, key, a, fresh, seen); err != errReread {
-			return envelope{}, false, res, first, err
-		}
 	}
-}
-
-// answer is what Call returns for a computation it took part in.
-func (f *Func[A, R]) answer(s *state, res result[R], first bool, err error) (R, error) {
+	res, first, err := f.fetch(ctx, s, string(kb), a, UseCache, true)
 	if err != nil {
-		var zero R
 		return zero, err
 	}
-	if first || res.entry.raw == nil || res.err != nil {
+	return f.answer(ctx, s, &res, first)
+}
+
+// answer is what Call returns from a flight's result.
+func (f *Func[A, R]) answer(ctx context.Context, s *state, res *result[R], first bool) (R, error) {
+	if res.err != nil || res.hasVal && first {
 		return res.val, res.err
 	}
-	// A caller sharing another's computation gets a copy of its own.
+	if res.hasVal && f.cp.ok {
+		return f.copyOf(&res.val), nil
+	}
 	var v R
-	if err := s.codec.Unmarshal(res.entry.Payload, &v); err != nil {
+	if err := s.decode(res.entry.Payload, &v); err != nil {
+		// Only an entry we just read or wrote gets here: it decoded once.
+		s.report(ctx, "decode", "", err)
 		return res.val, nil
 	}
 	return v, nil
 }
 
+// copyOf returns a copy of *v that shares nothing mutable with it.
+func (f *Func[A, R]) copyOf(v *R) R {
+	c := *v
+	if f.cp.fixup != nil {
+		f.cp.fixup(unsafe.Pointer(&c))
+	}
+	return c
+}
+
+// fromItem answers Call from a local item, or says it cannot (an item of
+// another codec or result type, or one that does not decode). A kept
+// decoded value serves whatever codec wrote it.
+func (f *Func[A, R]) fromItem(ctx context.Context, s *state, it *item) (R, bool) {
+	if p, ok := it.val.(*R); ok {
+		return f.copyOf(p), true
+	}
+	var zero R
+	if it.fp != f.fp || it.codec != s.codec.Name() {
+		return zero, false
+	}
+	var v R
+	if err := s.decode(it.payload(), &v); err != nil {
+		s.report(ctx, "decode", "", err)
+		return zero, false
+	}
+	return v, true
+}
+
+// fetch runs the miss path for key once among concurrent callers: read the
+// tiers (unless mode is Refresh), else run fn and write its answer. needVal
+// says whether the caller wants an R (Call) rather than an entry.
+func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool) (result[R], bool, error) {
+	fkey := key
+	if mode == Refresh {
+		fkey = refreshKey(key)
+	}
+	// The backend's share of the first caller's time, read now: fn gets
+	// the rest.
+	budget := s.timeout
+	if d, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(d)/2)
+	}
+	return f.flights.do(ctx, fkey, func(fctx context.Context, fl *flight[result[R]]) result[R] {
+		return f.miss(fctx, s, key, a, mode, needVal, budget, fl)
+	}, func(fctx context.Context, p *PanicError) { s.onError(fctx, p) })
+}
+
+// miss is a flight's body: the whole miss path of one key.
+func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool, budget time.Duration, fl *flight[result[R]]) result[R] {
+	kb := unsafe.Slice(unsafe.StringData(key), len(key))
+	readFailed := false
+	if mode == UseCache {
+		// A flight that ended just before this one started may have
+		// written what this caller missed: read the tiers again.
+		if s.local != nil {
+			if it, ok := s.local.get(kb, s.clock); ok {
+				if res, ok := f.localResult(ctx, s, it, needVal); ok {
+					return res
+				}
+			}
+		}
+		if s.remote != nil {
+			env, ok, failed := f.read(ctx, s, key, budget)
+			if ok {
+				res := result[R]{entry: hitEntry(s, env)}
+				if needVal || s.local != nil && f.cp.ok {
+					if err := s.decode(env.payload, &res.val); err != nil {
+						s.report(ctx, "decode", key, err)
+						return f.compute(ctx, s, key, a, false, fl)
+					}
+					res.hasVal = true
+				}
+				if s.local != nil && f.flights.beginWrite(fl) {
+					f.fill(s, key, &res, env.raw, env.freshUntil)
+					f.flights.endWrite(fl)
+				}
+				return res
+			}
+			readFailed = failed
+		}
+	}
+	return f.compute(ctx, s, key, a, readFailed, fl)
+}
+
+// localResult turns a local item of this codec and result type into a
+// flight result.
+func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVal bool) (result[R], bool) {
+	res := result[R]{entry: it.entry(s.codec)}
+	if it.fp != f.fp || it.codec != s.codec.Name() {
+		return res, false
+	}
+	if p, ok := it.val.(*R); ok {
+		res.val, res.hasVal = f.copyOf(p), true
+	} else if needVal {
+		if err := s.decode(it.payload(), &res.val); err != nil {
+			s.report(ctx, "decode", "", err)
+			return res, false
+		}
+		res.hasVal = true
+	}
+	return res, true
+}
+
+// compute runs fn, makes its answer known to callers, and writes it to
+// the tiers unless an invalidation came (or the remote tier has just
+// failed a read: it would only stall again).
+func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, skipRemote bool, fl *flight[result[R]]) result[R] {
+	res := f.run(ctx, s, key, a)
+	if res.entry.raw == nil {
+		return res
+	}
+	f.flights.answer(fl, res)
+	if !f.flights.beginWrite(fl) {
+		return res
+	}
+	defer f.flights.endWrite(fl)
+	stored := false
+	if s.remote != nil && !skipRemote {
+		stored = f.write(ctx, s, key, res.entry.raw)
+	}
+	if s.local != nil {
+		stored = f.fill(s, key, &res, res.entry.raw, unixNano(res.entry.FreshUntil)) || stored
+	}
+	res.entry.Stored = stored
+	return res
+}
+
+// fill keeps an answer in the local tier: its envelope and, when R can be
+// copied, a decoded copy of its own. freshUntil is the entry's wall-clock
+// expiry; the local copy lives for the time that remains of it.
+func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, freshUntil int64) bool {
+	it := &item{env: raw, hdr: envHeaderLen(s.codec.Name()), codec: s.codec.Name(), fp: f.fp, etag: res.entry.etag,
+		storedAt: unixNano(res.entry.StoredAt), freshUntil: freshUntil}
+	var cost int64
+	if res.hasVal && f.cp.ok {
+		p := new(R)
+		*p = f.copyOf(&res.val)
+		it.val = p
+		cost = footprint(reflect.ValueOf(p).Elem(), 0) + allocSize(int(unsafe.Sizeof(*p)))
+	}
+	now := s.clock.Mono()
+	var deadline int64
+	if freshUntil != 0 {
+		left := freshUntil - s.clock.Wall()
+		if left <= 0 {
+			return false
+		}
+		deadline = now + left
+	}
+	return s.local.set(key, it, cost, deadline, now)
+}
+
+// run calls fn and encodes its answer into an entry (not yet stored).
+func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[R] {
+	v, err := f.fn(ctx, a)
+	if err != nil {
+		return result[R]{val: v, err: err, hasVal: true}
+	}
+	res := result[R]{val: v, hasVal: true}
+	now := s.clock.Wall()
+	var fresh int64
+	if s.expire > 0 {
+		fresh = now + int64(s.expire)
+	}
+	name := s.codec.Name()
+	var env []byte
+	var etag [16]byte
+	err = safely(func() error {
+		var err error
+		if am, ok := s.codec.(appendMarshaler); ok {
+			// Encode straight after a header left blank, then fill it in.
+			hdr := envHeaderLen(name)
+			env, err = am.appendMarshal(make([]byte, hdr, hdr+int(f.sizeHint.Load())), &v)
+			if err == nil {
+				f.sizeHint.Store(int64(len(env) - hdr + 32))
+				etag = putEnvelopeHeader(env, name, f.fp, now, fresh, fresh)
+			}
+			return err
+		}
+		var payload []byte
+		if payload, err = s.codec.Marshal(&v); err == nil {
+			env, etag = encodeEnvelope(name, f.fp, now, fresh, fresh, payload)
+		}
+		return err
+	})
+	if err != nil {
+		s.report(ctx, "encode", key, err)
+		res.entry.encodeErr = err
+		return res
+	}
+	res.entry = Entry{
+		Payload:    env[envHeaderLen(name):],
+		Codec:      s.codec,
+		StoredAt:   unixTime(now),
+		FreshUntil: unixTime(fresh),
+		Cached:     true,
+		etag:       etag,
+		raw:        env,
+	}
+	return res
+}
+
+// read returns the fresh entry stored under key in the remote tier, if
+// any. Faults are reported and read as misses; failed says the backend
+// call itself failed (an error or a timeout), which is not worth repeating
+// at once.
+func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time.Duration) (env envelope, ok, failed bool) {
+	var b []byte
+	err := s.call(ctx, budget, func(bctx context.Context) (err error) {
+		b, ok, err = s.remote.Get(bctx, key)
+		return err
+	})
+	if err != nil {
+		s.report(ctx, "get", key, err)
+		return envelope{}, false, true
+	}
+	if !ok {
+		return envelope{}, false, false
+	}
+	env, err = decodeEnvelope(b)
+	if err != nil {
+		s.report(ctx, "decode", key, err)
+		return envelope{}, false, false
+	}
+	if string(env.codec) != s.codec.Name() || env.fp != f.fp {
+		return envelope{}, false, false // another codec or another R: a miss, overwritten
+	}
+	if env.freshUntil != 0 && s.clock.Wall() >= env.freshUntil {
+		return envelope{}, false, false
+	}
+	env.raw = b
+	return env, true, false
+}
+
+// write stores an envelope in the remote tier.
+func (f *Func[A, R]) write(ctx context.Context, s *state, key string, raw []byte) bool {
+	err := s.call(ctx, s.timeout, func(bctx context.Context) error {
+		return s.remote.Set(bctx, key, raw, s.expire)
+	})
+	if err != nil {
+		s.report(ctx, "set", key, err)
+		return false
+	}
+	return true
+}
+
+// call runs a backend call bounded by d, turning a panic into an error.
+func (s *state) call(ctx context.Context, d time.Duration, op func(context.Context) error) (err error) {
+	bctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return op(bctx)
+}
+
+// safely runs op, turning a panic into an error.
+func safely(op func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return op()
+}
+
+// decode decodes a payload, turning a panic of the codec into an error.
+func (s *state) decode(payload []byte, v any) error {
+	return safely(func() error { return s.codec.Unmarshal(payload, v) })
+}
+
+// report sends a fault to OnError. A panic of the hook is recovered and
+// logged: it must not take the process down from a background goroutine.
+func (s *state) report(ctx context.Context, op, key string, err error) {
+	s.fault(ctx, &BackendError{Op: op, Key: key, Err: err})
+}
+
+func (s *state) fault(ctx context.Context, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			logError(ctx, fmt.Errorf("memo: OnError panicked: %v (reporting %w)", r, err))
+		}
+	}()
+	s.onError(ctx, err)
+}
+
+// hitEntry is the Entry of an envelope read from the remote tier.
+func hitEntry(s *state, env envelope) Entry {
+	return Entry{
+		Payload:    env.payload,
+		Codec:      s.codec,
+		Hit:        true,
+		Cached:     true,
+		StoredAt:   unixTime(env.storedAt),
+		FreshUntil: unixTime(env.freshUntil),
+		etag:       env.etag,
+	}
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// appendKey appends the key of a, recovering a panic of key building.
+func (f *Func[A, R]) appendKey(dst []byte, s *state, a A) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("memo: building the key panicked: %v", r)
+		}
+	}()
+	return appendKey(dst, s.nsKey, f.kind, f.keyFn, a)
+}
+
 // Key returns the backend key for a: "prefix:namespace:id". The id is a
 // as is when it is a short safe string, the decimal form of an integer, or
-// "~" and the SHA-256 of a's canonical form otherwise (see docs/keys.md). Key
-// returns "" when a cannot be keyed (a cyclic value, a MemoKey that panics).
+// "~" and the SHA-256 of a's canonical form otherwise (see
+// docs/keys-and-codecs.md). Key returns "" when a cannot be keyed (a
+// cyclic value, a MemoKey that panics).
 func (f *Func[A, R]) Key(a A) string {
-	k, err := f.key(f.load(), a)
+	var buf [MaxKeyLen + 8]byte
+	b, err := f.appendKey(buf[:0], f.load(), a)
 	if err != nil {
 		return ""
 	}
-	return k
+	return string(b)
 }
 
-func (f *Func[A, R]) key(s *state, a A) (string, error) {
-	return buildKey(s.nsKey, f.kind, f.keyFn, a)
-}
-
-// Forget drops the entry for a, so that the next call runs fn. A
-// computation for a already under way in this process does not store its
-// answer (its callers still get it). The error, if any, is a
-// *[BackendError].
+// Forget drops the cached answer for a, in both tiers. After Forget
+// returns, no call in this process returns an answer computed before
+// Forget was called, and no write of such an answer lands: a computation
+// for a already under way keeps its callers but writes nothing, and a
+// write already under way is waited for before the delete. (Other
+// processes sharing the backend are not fenced: a computation under way
+// there may still write.) Calls that overlap Forget may get the old
+// answer. The error, if any, is a *[BackendError]: the remote delete
+// failed or ran out of [Timeout], and the entry may remain there.
 func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 	s := f.load()
-	key, err := f.key(s, a)
+	var buf [MaxKeyLen + 8]byte
+	kb, err := f.appendKey(buf[:0], s, a)
 	if err != nil {
 		return &BackendError{Op: "key", Key: s.nsKey, Err: err}
 	}
-	f.flights.drop(key, true)
-	if err := s.backend.Delete(ctx, key); err != nil {
+	key := string(kb)
+	for _, w := range f.flights.invalidate(key, false) {
+		<-w
+	}
+	defer f.flights.invalidated(key, false)
+	if s.local != nil {
+		s.local.delete(key)
+	}
+	if s.remote == nil {
+		return nil
+	}
+	err = s.call(ctx, s.timeout, func(bctx context.Context) error { return s.remote.Delete(bctx, key) })
+	if err != nil {
 		return &BackendError{Op: "delete", Key: key, Err: err}
 	}
 	return nil
 }
 
-// Clear drops every entry of the function's namespace, on every process
-// sharing the backend, and nothing outside it; computations under way in
-// this process do not store their answers. It returns
-// [ErrClearUnsupported] when the backend does not implement [Clearer], and
-// otherwise a *[BackendError] on failure.
+// Clear drops every cached answer of the function's namespace, in both
+// tiers, on every process sharing the backend, and nothing outside it. It
+// fences computations under way in this process as [Func.Forget] does. It
+// returns an error satisfying errors.Is(err, [ErrClearUnsupported]) when
+// the backend does not implement [Clearer] (the local tier is cleared
+// anyway), and otherwise a *[BackendError] on failure.
 func (f *Func[A, R]) Clear(ctx context.Context) error {
 	s := f.load()
-	c, ok := s.backend.(Clearer)
+	for _, w := range f.flights.invalidate("", true) {
+		<-w
+	}
+	defer f.flights.invalidated("", true)
+	if s.local != nil {
+		s.local.clear(s.nsKey)
+	}
+	if s.remote == nil {
+		return nil
+	}
+	c, ok := s.remote.(Clearer)
 	if !ok {
 		return ErrClearUnsupported
 	}
-	f.flights.drop(s.nsKey+":", false)
 	if err := c.Clear(ctx, s.nsKey); err != nil {
 		return &BackendError{Op: "clear", Key: s.nsKey, Err: err}
 	}
@@ -296,215 +581,6 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 // Namespace returns the function's namespace key: the prefix and the
 // namespace, as [Func.Clear] passes them to the backend.
 func (f *Func[A, R]) Namespace() string { return f.load().nsKey }
-
-// memHit answers a hit on the in-memory backend. The backend keeps a
-// decoded copy of the value beside its bytes, so a hit copies rather than
-// decodes: a plain assignment for result types without pointers, slices or
-// maps, and fresh copies of those otherwise.
-func (f *Func[A, R]) memHit(ctx context.Context, s *state, kb []byte) (R, bool) {
-	var zero R
-	if ctx.Err() != nil {
-		return zero, false
-	}
-	val, aux, expires, ok := s.mem.Load(kb)
-	if !ok {
-		return zero, false
-	}
-	// Read the clock only for entries that expire: it costs as much as the
-	// rest of a hit. memo's fresh-until never comes after the store's
-	// expiry, but an entry written by another function may have its own.
-	var now int64
-	if expires != 0 {
-		if now = nowNano(); now >= expires {
-			return zero, false
-		}
-	}
-	// A kept value was checked against its envelope when it was attached:
-	// only its freshness and codec remain to check, and the envelope's
-	// bytes are not read again.
-	if k, ok := aux.(*kept[R]); ok && k.codec == s.codec.Name() {
-		if k.freshUntil != 0 {
-			if now == 0 {
-				now = nowNano()
-			}
-			if now >= k.freshUntil {
-				return zero, false
-			}
-		}
-		if f.cp.fixup == nil {
-			return k.v, true
-		}
-		return copyOut(&k.v, f.cp.fixup), true
-	}
-	env, ok, err := f.check(s, val, now)
-	if err != nil {
-		s.report(ctx, "decode", string(kb), err)
-	}
-	if !ok {
-		return zero, false
-	}
-	var v R
-	if err := s.codec.Unmarshal(env.payload, &v); err != nil {
-		s.report(ctx, "decode", string(kb), err)
-		return zero, false
-	}
-	if f.cp.ok {
-		// Keep a copy of our own: v goes to the caller, who may mutate it.
-		keep := &kept[R]{v: v, freshUntil: env.freshUntil, codec: s.codec.Name()}
-		if f.cp.fixup != nil {
-			keep.v = copyOut(&v, f.cp.fixup)
-		}
-		cost := memory.AllocSize(int(unsafe.Sizeof(*keep))) + footprint(reflect.ValueOf(&keep.v).Elem(), 0)
-		s.mem.Attach(string(kb), val, keep, cost)
-	}
-	return v, true
-}
-
-// kept is a decoded value the in-memory backend holds beside an entry's
-// bytes, with what a hit must still check. It is never modified.
-type kept[R any] struct {
-	v          R
-	freshUntil int64
-	codec      string
-}
-
-func copyOut[R any](d *R, fixup func(unsafe.Pointer)) R {
-	v := *d
-	fixup(unsafe.Pointer(&v))
-	return v
-}
-
-// read returns the fresh entry stored under key, if any. Faults are
-// reported and read as misses.
-// failed is true when the backend call itself failed (an error or a
-// timeout), which is not worth repeating at once.
-func (f *Func[A, R]) read(ctx context.Context, s *state, key string) (env envelope, ok, failed bool) {
-	bctx, cancel := s.backendCtx(ctx)
-	b, ok, err := s.backend.Get(bctx, key)
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil { // the caller leaving is not a fault
-			s.report(ctx, "get", key, err)
-		}
-		return envelope{}, false, true
-	}
-	if !ok {
-		return envelope{}, false, false
-	}
-	env, ok, err = f.check(s, b, 0)
-	if err != nil {
-		s.report(ctx, "decode", key, err)
-	}
-	return env, ok, false
-}
-
-// check decodes an envelope read under key and says whether it can answer:
-// well formed, of this codec and this R, and fresh.
-// A malformed envelope is also reported through err. now is the time in
-// Unix nanoseconds, or 0 for check to read the clock if it needs it.
-func (f *Func[A, R]) check(s *state, b []byte, now int64) (envelope, bool, error) {
-	env, err := decodeEnvelope(b)
-	if err != nil {
-		return envelope{}, false, err
-	}
-	if string(env.codec) != s.codec.Name() || env.fp != f.fp {
-		return envelope{}, false, nil // another codec or another R: a miss, overwritten
-	}
-	if env.freshUntil != 0 {
-		if now == 0 {
-			now = nowNano()
-		}
-		if now >= env.freshUntil {
-			return envelope{}, false, nil
-		}
-	}
-	return env, true, nil
-}
-
-// compute runs fn for key once among concurrent callers and stores its
-// answer.
-func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, fresh bool, seen uint64) (result[R], bool, error) {
-	// Callers get the answer as soon as fn returns; the store follows, so a
-	// slow backend costs them its read timeout at most, not read and write.
-	// Only the in-memory store is quick enough to run on a caller's
-	// goroutine.
-	if s.mem != nil {
-		return f.flights.do(ctx, key, true, fresh, seen, func(fctx context.Context, fl *flight[result[R]]) result[R] {
-			res := f.run(fctx, s, key, a)
-			if res.entry.raw != nil && !fl.dropped.Load() {
-				res.entry.Stored = f.store(fctx, s, key, &res.entry)
-			}
-			return res
-		}, nil)
-	}
-	return f.flights.do(ctx, key, false, fresh, seen, func(fctx context.Context, fl *flight[result[R]]) result[R] {
-		res := f.run(fctx, s, key, a)
-		res.entry.Stored = res.entry.raw != nil // the write follows
-		fl.noStore.Store(!res.entry.Stored)
-		return res
-	}, func(fctx context.Context, fl *flight[result[R]]) {
-		if fl.val.entry.raw != nil && !fl.dropped.Load() {
-			f.store(fctx, s, key, &fl.val.entry)
-		}
-	})
-}
-
-// run calls fn and encodes its answer into an entry (not yet stored).
-func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[R] {
-	v, err := f.fn(ctx, a)
-	if err != nil {
-		return result[R]{val: v, err: err}
-	}
-	now := time.Now()
-	var fresh int64
-	if s.expire > 0 {
-		fresh = now.Add(s.expire).UnixNano()
-	}
-	name := s.codec.Name()
-	var env []byte
-	var etag [16]byte
-	if am, ok := s.codec.(appendMarshaler); ok {
-		// Encode straight after a header left blank, then fill it in.
-		hdr := envHeaderLen(name)
-		env, err = am.appendMarshal(make([]byte, hdr, hdr+int(f.sizeHint.Load())), &v)
-		if err == nil {
-			f.sizeHint.Store(int64(len(env) - hdr + 32))
-			etag = putEnvelopeHeader(env, name, f.fp, now.UnixNano(), fresh, fresh)
-		}
-	} else {
-		var payload []byte
-		if payload, err = s.codec.Marshal(&v); err == nil {
-			env, etag = encodeEnvelope(name, f.fp, now.UnixNano(), fresh, fresh, payload)
-		}
-	}
-	if err != nil {
-		s.report(ctx, "encode", key, err)
-		return result[R]{val: v}
-	}
-	payload := env[envHeaderLen(name):]
-	return result[R]{val: v, entry: Entry{
-		Payload:    payload,
-		Codec:      s.codec,
-		StoredAt:   unixTime(now.UnixNano()),
-		FreshUntil: unixTime(fresh),
-		Cached:     true,
-		etag:       etag,
-		raw:        env,
-	}}
-}
-
-func (f *Func[A, R]) store(ctx context.Context, s *state, key string, e *Entry) bool {
-	if ctx.Done() != nil {
-		ctx = context.WithoutCancel(ctx) // the answer is worth keeping
-	}
-	bctx, cancel := s.backendCtx(ctx)
-	defer cancel()
-	if err := s.backend.Set(bctx, key, e.raw, s.expire); err != nil {
-		s.report(ctx, "set", key, err)
-		return false
-	}
-	return true
-}
 
 // Mode says how [Func.Lookup] uses the cache; the HTTP adapter derives it
 // from the request's Cache-Control.
@@ -533,19 +609,18 @@ type Entry struct {
 	// or a key that could not be built): the answer was neither read from
 	// nor written to the cache, and has no expiry.
 	Cached bool
-	// Stored is true when this call computed the answer and stored it: on
-	// the in-memory backend, when the backend accepted it; on the others,
-	// when the write was started, since memo answers before the write ends
-	// (a failed write goes to OnError). It is false on a hit, on a bypass,
-	// and when Forget or Clear dropped the write.
+	// Stored is true when this call's computation wrote the answer to the
+	// cache. It is false on a hit, on a bypass, when the write failed, and
+	// when Forget or Clear came first.
 	Stored bool
 	// StoredAt is when fn computed the answer.
 	StoredAt time.Time
 	// FreshUntil is when the entry expires; zero when it never does.
 	FreshUntil time.Time
 
-	etag [16]byte
-	raw  []byte // the whole envelope, for storing
+	etag      [16]byte
+	raw       []byte // the whole envelope, for storing
+	encodeErr error  // why fn's answer has no payload
 }
 
 // ETag returns the entry's strong entity tag, quoted as HTTP wants it: a
@@ -553,17 +628,24 @@ type Entry struct {
 func (e *Entry) ETag() string { return quoteETag(e.etag) }
 
 // Lookup is the lower-level form of [Func.Call] for adapters that serve the
-// stored bytes themselves (see httpadapter): it returns the entry rather than
-// a decoded R. Concurrency, context and fail-open behave as in Call; fn's
-// errors are returned unchanged. An error also comes back when fn's answer
-// cannot be encoded, since there is no payload to serve.
+// stored bytes themselves (see httpadapter): it returns the entry rather
+// than a decoded R. Concurrency, context, read-your-writes and fail-open
+// behave as in Call; fn's errors are returned unchanged. When fn's answer
+// cannot be encoded there is no payload to serve: Lookup returns an
+// *[EncodeError].
 func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error) {
 	s := f.load()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var key string
 	if s.enabled && mode != Bypass {
-		var err error
-		if key, err = f.key(s, a); err != nil {
+		var buf [MaxKeyLen + 8]byte
+		kb, err := f.appendKey(buf[:0], s, a)
+		if err != nil {
 			s.report(ctx, "key", s.nsKey, err)
+		} else {
+			key = string(kb)
 		}
 	}
 	if key == "" {
@@ -572,33 +654,29 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 			return nil, res.err
 		}
 		if res.entry.raw == nil {
-			return nil, errors.New("memo: the answer could not be encoded")
+			return nil, &EncodeError{Err: res.entry.encodeErr}
 		}
 		e := res.entry
 		e.Cached = false
 		e.FreshUntil = time.Time{}
 		return &e, nil
 	}
-	env, hit, res, _, err := f.fetch(ctx, s, key, a, mode == UseCache, mode == Refresh)
-	if hit {
-		return &Entry{
-			Payload:    env.payload,
-			Codec:      s.codec,
-			Hit:        true,
-			Cached:     true,
-			StoredAt:   unixTime(env.storedAt),
-			FreshUntil: unixTime(env.freshUntil),
-			etag:       env.etag,
-		}, nil
+	if mode == UseCache && s.local != nil {
+		kb := unsafe.Slice(unsafe.StringData(key), len(key))
+		if it, ok := s.local.get(kb, s.clock); ok && it.codec == s.codec.Name() && it.fp == f.fp {
+			e := it.entry(s.codec)
+			return &e, nil
+		}
 	}
+	res, _, err := f.fetch(ctx, s, key, a, mode, false)
 	if err != nil {
 		return nil, err
 	}
 	if res.err != nil {
 		return nil, res.err
 	}
-	if res.entry.raw == nil {
-		return nil, errors.New("memo: the answer could not be encoded")
+	if res.entry.Payload == nil {
+		return nil, &EncodeError{Err: res.entry.encodeErr}
 	}
 	e := res.entry // each caller gets its own Entry; they share the bytes
 	return &e, nil
@@ -610,15 +688,3 @@ func (f *Func[A, R]) Decode(e *Entry) (R, error) {
 	err := e.Codec.Unmarshal(e.Payload, &v)
 	return v, err
 }
-
-// The clock of the hit path. time.Now reads two clocks; nowNano reads only
-// the monotonic one and adds it to the wall time at start-up, which halves
-// the cost of the clock on a hit. A wall clock step after start-up shifts
-// freshness checks by the step until the process restarts, as it would
-// shift any TTL.
-var (
-	baseTime = time.Now()
-	baseWall = baseTime.UnixNano()
-)
-
-func nowNano() int64 { return baseWall + int64(time.Since(baseTime)) }

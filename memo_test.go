@@ -420,7 +420,7 @@ func TestEnabledFalse(t *testing.T) {
 // SetDefaults is read at call time; a function's own options win.
 func TestSetDefaults(t *testing.T) {
 	ctx := context.Background()
-	t.Cleanup(func() { memo.SetDefaults() })
+	t.Cleanup(memo.ResetDefaults)
 	var c counter
 	f := memo.New(c.fetch, memo.Namespace("defaults"))
 	own := memo.New(c.fetch, memo.Namespace("defaults-own"), memo.Prefix("mine"))
@@ -442,6 +442,13 @@ func TestSetDefaults(t *testing.T) {
 	f.Call(ctx, 1)
 	if n := c.n.Load(); n != 4 {
 		t.Errorf("fn ran %d times, want 4 (two uncached calls after SetDefaults(Enabled(false)))", n)
+	}
+	// Each call adds to the defaults: turning the cache back on finds the
+	// backend set earlier.
+	memo.SetDefaults(memo.Enabled(true))
+	f.Call(ctx, 2)
+	if _, ok, _ := b.Get(ctx, "app:defaults:2"); !ok {
+		t.Error("SetDefaults(Enabled(true)) lost the backend set by an earlier SetDefaults")
 	}
 }
 
@@ -535,44 +542,54 @@ func TestStampede(t *testing.T) {
 
 type ctxKey struct{}
 
-// The shared call keeps the first caller's values and is cancelled only
-// when every caller has gone.
+// fn runs with the first caller's values, never its cancellation: callers
+// that leave neither cancel the run nor start another, and the run's answer
+// is stored for the next caller.
 func TestSharedContext(t *testing.T) {
 	started := make(chan struct{})
-	ended := make(chan error, 1)
+	release := make(chan struct{})
+	var runs atomic.Int64
 	var seen any
+	var fnDone <-chan struct{}
 	f := memo.New(func(ctx context.Context, id int) (int, error) {
-		seen = ctx.Value(ctxKey{})
-		close(started)
-		<-ctx.Done()
-		ended <- ctx.Err()
-		return 0, ctx.Err()
-	}, memo.Namespace("sharedctx"), memo.WithBackend(newMem()))
-	c1, cancel1 := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "first"))
-	c2, cancel2 := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { f.Call(c1, 1) })
-	<-started
-	wg.Go(func() { f.Call(c2, 1) })
-	time.Sleep(20 * time.Millisecond)
-	cancel1()
-	select {
-	case <-ended:
-		t.Fatal("fn's context was cancelled while a caller still waited")
-	case <-time.After(50 * time.Millisecond):
-	}
-	cancel2()
-	select {
-	case err := <-ended:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("fn's ctx.Err() = %v, want Canceled", err)
+		if runs.Add(1) == 1 {
+			seen, fnDone = ctx.Value(ctxKey{}), ctx.Done()
+			close(started)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("fn's context not cancelled after every caller left")
+		<-release
+		return id * 10, nil
+	}, memo.Namespace("sharedctx"))
+	c1, cancel1 := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "first"))
+	c2, cancel2 := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel2()
+	errs := make(chan error, 2)
+	go func() { _, err := f.Call(c1, 1); errs <- err }()
+	<-started
+	go func() { _, err := f.Call(c2, 1); errs <- err }()
+	cancel1()
+	for range 2 {
+		if err := <-errs; err == nil {
+			t.Fatal("a caller whose context ended got no error")
+		}
 	}
-	wg.Wait()
+	// Both callers have left; a caller with a done context starts nothing.
+	done, cancel3 := context.WithCancel(context.Background())
+	cancel3()
+	if _, err := f.Call(done, 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("Call(done ctx) = %v, want context.Canceled at once", err)
+	}
+	close(release)
+	if got, err := f.Call(context.Background(), 1); got != 10 || err != nil {
+		t.Errorf("Call(1) = %v, %v; want 10, nil", got, err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("fn ran %d times, want 1: callers leaving must not start another run", n)
+	}
 	if seen != "first" {
 		t.Errorf("fn saw ctx value %v, want the first caller's", seen)
+	}
+	if fnDone != nil {
+		t.Error("fn's context can be cancelled; want it never cancelled by callers")
 	}
 }
 

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gomemo/memo/backends/memory"
 )
 
 // Option configures a memoized function ([New], [Wrap]) or, through
@@ -27,7 +27,9 @@ type config struct {
 	expire    time.Duration
 	namespace string
 	prefix    string
-	backend   Backend
+	remote    Backend     // the remote tier; nil: none
+	local     *localTier  // the local tier; nil: none
+	clock     clock       // read for every deadline
 	codec     Codec
 	enabled   bool
 	timeout   time.Duration
@@ -70,13 +72,17 @@ func Prefix(p string) Option {
 	return Option{"Prefix", func(c *config) { c.prefix = p }}
 }
 
-// WithBackend sets the store. The default is one in-memory backend shared by
-// the process (see backends/memory).
+// WithBackend sets the remote tier: a store of bytes, usually shared by
+// processes (Redis, Memcached, DynamoDB under backends/). Without it, a
+// function answers from the local tier, a bounded store of decoded answers
+// in the process ([DefaultLocalBytes]) shared by every function without a
+// backend. With it, the function reads and writes the backend only: a
+// call's answer is then visible to every process sharing it.
 func WithBackend(b Backend) Option {
 	if b == nil || (reflect.ValueOf(b).Kind() == reflect.Pointer && reflect.ValueOf(b).IsNil()) {
 		panic("memo: WithBackend(nil)")
 	}
-	return Option{"WithBackend", func(c *config) { c.backend = b }}
+	return Option{"WithBackend", func(c *config) { c.remote = b }}
 }
 
 // WithCodec sets how results are encoded; the default is [JSON].
@@ -96,9 +102,12 @@ func Enabled(on bool) Option {
 	return Option{"Enabled", func(c *config) { c.enabled = on }}
 }
 
-// Timeout bounds each backend call (default [DefaultTimeout]). A call that
-// runs past it counts as a fault of the cache: a read is a miss, a write is
-// reported. It does not bound fn. The in-memory backend is never timed.
+// Timeout bounds each call to the backend (default [DefaultTimeout]): the
+// call's context gets a deadline Timeout away, or half of the time the
+// first caller has left when that is sooner, so that fn keeps a fair share
+// of it. A call that runs past it counts as a fault of the cache: a read is
+// a miss, a write is reported. It does not bound fn, nor the local tier,
+// which never waits.
 func Timeout(d time.Duration) Option {
 	if d <= 0 {
 		panic(fmt.Sprintf("memo: Timeout(%v): must be positive", d))
@@ -106,11 +115,18 @@ func Timeout(d time.Duration) Option {
 	return Option{"Timeout", func(c *config) { c.timeout = d }}
 }
 
-// OnError sets the hook that receives cache faults: backend errors and
-// timeouts, entries that cannot be decoded, values too large to store, keys
-// that cannot be built. Each is a *[BackendError]. The hook runs on the
-// calling goroutine and must be safe for concurrent use; ctx is the call's.
-// The default logs each fault at slog.LevelWarn on slog.Default().
+// OnError sets the hook that receives what memo cannot return to a caller:
+// cache faults (backend errors and timeouts, entries that cannot be
+// decoded, answers that cannot be encoded or are too large to store, keys
+// that cannot be built), each a *[BackendError], and panics of fn that no
+// caller was left to receive, each a *[PanicError]. The default logs each
+// at slog.LevelWarn on slog.Default().
+//
+// The hook runs on the goroutine that met the fault: the caller's, or the
+// goroutine that runs a shared computation, with a context that keeps the
+// first caller's values but not its cancellation. It must be safe for
+// concurrent use and should return quickly: a computation's callers wait
+// for it. A panic of the hook is recovered and logged.
 func OnError(fn func(ctx context.Context, err error)) Option {
 	if fn == nil {
 		panic("memo: OnError(nil)")
@@ -151,30 +167,52 @@ var (
 )
 
 // SetDefaults sets options for every memoized function in the process, like
-// fastapi-cache's FastAPICache.init. Each call replaces the previous
-// defaults. Defaults are read when a function is called, not when it is
+// fastapi-cache's FastAPICache.init. It is meant for main, before serving.
+//
+// Each call adds to the defaults already set: an option given again
+// replaces its earlier value, and options not given keep theirs, so that
+// SetDefaults(memo.Enabled(false)) from a flag never drops a backend set
+// earlier. Defaults are read when a function is called, not when it is
 // wrapped, so functions wrapped at package level see what main sets later;
 // a function's own options win. SetDefaults is safe for concurrent use.
-// It panics on Namespace and KeyFunc, which are per function.
+// It panics on Namespace and KeyFunc, which are per function, and on the
+// zero Option.
 func SetDefaults(opts ...Option) {
 	for _, o := range opts {
+		if o.apply == nil {
+			panic("memo: SetDefaults: zero Option")
+		}
 		if o.name == "Namespace" || o.name == "KeyFunc" {
 			panic(fmt.Sprintf("memo: SetDefaults(%s(...)): %s is per function", o.name, o.name))
 		}
 	}
-	cp := append([]Option(nil), opts...)
 	defaultsMu.Lock()
+	defer defaultsMu.Unlock()
+	var cp []Option
+	if d := defaults.Load(); d != nil {
+		for _, o := range *d {
+			if !slices.ContainsFunc(opts, func(n Option) bool { return n.name == o.name }) {
+				cp = append(cp, o)
+			}
+		}
+	}
+	cp = append(cp, opts...)
 	defaults.Store(&cp)
+	defaultsGen.Add(1)
+}
+
+// ResetDefaults drops every option set by [SetDefaults].
+func ResetDefaults() {
+	defaultsMu.Lock()
+	defaults.Store(nil)
 	defaultsGen.Add(1)
 	defaultsMu.Unlock()
 }
 
-// defaultBackend is the in-memory store functions use when none is set.
-var defaultBackend = sync.OnceValue(func() Backend { return memory.New() })
-
 // resolve merges the built-in defaults, SetDefaults and a function's options.
 func resolve(own []Option) config {
 	c := config{
+		clock:   systemClock{},
 		prefix:  DefaultPrefix,
 		codec:   JSON,
 		enabled: true,
@@ -188,8 +226,8 @@ func resolve(own []Option) config {
 	for _, o := range own {
 		o.apply(&c)
 	}
-	if c.backend == nil {
-		c.backend = defaultBackend()
+	if c.remote == nil && c.local == nil {
+		c.local = defaultLocal()
 	}
 	if c.onError == nil {
 		c.onError = logError

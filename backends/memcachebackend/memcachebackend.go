@@ -165,9 +165,8 @@ type Backend struct {
 }
 
 var (
-	_ memo.Backend         = (*Backend)(nil)
-	_ memo.Clearer         = (*Backend)(nil)
-	_ memo.DeadlineBounded = (*Backend)(nil)
+	_ memo.Backend = (*Backend)(nil)
+	_ memo.Clearer = (*Backend)(nil)
 )
 
 // Option configures a [Backend] in [New].

@@ -9,6 +9,7 @@ import (
 	"github.com/gomemo/memo"
 	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/memory"
+	"github.com/gomemo/memo/internal/store"
 )
 
 // memory cannot import memo (memo imports it), so the assertions live here.
@@ -55,7 +56,7 @@ func TestBoundedByBytes(t *testing.T) {
 			t.Fatalf("Bytes() = %d after %d sets, want <= %d", n, i+1, max)
 		}
 	}
-	fits := max / int(memory.AllocSize(len("ns:4999")+1000)+memory.EntryOverhead)
+	fits := max / int(store.AllocSize(len("ns:4999")+1000)+store.EntryOverhead)
 	if n := b.Len(); n < fits*95/100 {
 		t.Errorf("Len() = %d, want the store to stay nearly full (%d fit)", n, fits)
 	}
@@ -73,7 +74,7 @@ func TestExpiredReclaimedWithoutRead(t *testing.T) {
 	if n := b.Len(); n != 1 {
 		t.Fatalf("Len() = %d after expiry and one write, want 1", n)
 	}
-	if got, want := b.Bytes(), memory.AllocSize(len("other:x")+1)+memory.EntryOverhead; got != want {
+	if got, want := b.Bytes(), store.AllocSize(len("other:x")+1)+store.EntryOverhead; got != want {
 		t.Fatalf("Bytes() = %d, want %d", got, want)
 	}
 }

@@ -215,13 +215,6 @@ type timed struct {
 	get, set maxDur
 }
 
-// DeadlineBounded passes on the wrapped backend's answer, so that memo
-// treats the wrapper as it would the backend.
-func (b *timed) DeadlineBounded() bool {
-	d, ok := b.Backend.(memo.DeadlineBounded)
-	return ok && d.DeadlineBounded()
-}
-
 func (b *timed) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	start := time.Now()
 	v, ok, err := b.Backend.Get(ctx, key)

@@ -1,0 +1,34 @@
+package memo
+
+import "time"
+
+// The one clock rule. Freshness that crosses processes (the fresh-until an
+// envelope carries) is wall-clock time, the only time processes share. A
+// local copy's deadline is monotonic, taken from the monotonic clock and
+// only ever compared with it. So a wall-clock step back never stops hits on
+// local copies, and a step forward never extends an entry: a local copy
+// made from a stored entry gets the entry's remaining time, measured once
+// on the wall clock, as its monotonic lifetime.
+
+// clock reads both clocks. Tests replace it (see export_test.go).
+type clock interface {
+	// Wall returns the wall-clock time in Unix nanoseconds.
+	Wall() int64
+	// Mono returns a monotonic reading in nanoseconds since an arbitrary
+	// origin, fixed for the process.
+	Mono() int64
+}
+
+type systemClock struct{}
+
+var monoBase = time.Now()
+
+func (systemClock) Wall() int64 { return time.Now().UnixNano() }
+func (systemClock) Mono() int64 { return int64(time.Since(monoBase)) + 1 } // never 0: 0 means "no deadline"
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}

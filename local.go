@@ -1,0 +1,77 @@
+package memo
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/gomemo/memo/internal/store"
+)
+
+// DefaultLocalBytes bounds the local tier that functions without a
+// backend share: 64 MiB, counting each entry's envelope, its decoded copy
+// and its bookkeeping.
+const DefaultLocalBytes = 64 << 20
+
+// localTier is the tier of answers kept in the process: each entry's
+// envelope and, when the result type can be copied, a decoded copy of its
+// own, so that a hit copies rather than decodes. Its deadlines are
+// monotonic (see clock.go).
+type localTier struct {
+	s *store.Store[*item]
+}
+
+// item is one answer in the local tier. It is never modified once stored.
+type item struct {
+	env        []byte   // the whole envelope
+	hdr        int      // the envelope's header length: the payload follows
+	codec      string   // the codec that wrote env
+	fp         [8]byte  // the result type's fingerprint
+	etag       [16]byte // the payload's ETag
+	storedAt   int64    // wall clock, Unix nanoseconds
+	freshUntil int64    // wall clock, Unix nanoseconds; 0: never expires
+	val        any      // a *R kept decoded, or nil
+}
+
+func newLocalTier(maxBytes int64) *localTier {
+	return &localTier{s: store.New[*item](1<<62, maxBytes, 0)}
+}
+
+var defaultLocal = sync.OnceValue(func() *localTier { return newLocalTier(DefaultLocalBytes) })
+
+// get returns the fresh item under key.
+func (t *localTier) get(key []byte, c clock) (*item, bool) {
+	it, deadline, ok := t.s.Get(key)
+	if !ok || deadline != 0 && c.Mono() >= deadline {
+		return nil, false
+	}
+	return it, true
+}
+
+// set keeps it under key until the monotonic deadline (0: until evicted);
+// cost is what its decoded copy holds.
+func (t *localTier) set(key string, it *item, cost, deadline, now int64) bool {
+	cost += store.AllocSize(len(key)) + store.AllocSize(len(it.env)) + itemSize
+	return t.s.Set(key, it, cost, deadline, now) == nil
+}
+
+func (t *localTier) delete(key string) { t.s.Delete(key) }
+func (t *localTier) clear(ns string)   { t.s.Clear(ns) }
+
+var itemSize = store.AllocSize(int(unsafe.Sizeof(item{})))
+
+func (it *item) payload() []byte { return it.env[it.hdr:] }
+
+// entry is the Entry of a local hit.
+func (it *item) entry(c Codec) Entry {
+	return Entry{
+		Payload:    it.payload(),
+		Codec:      c,
+		Hit:        true,
+		Cached:     true,
+		StoredAt:   unixTime(it.storedAt),
+		FreshUntil: unixTime(it.freshUntil),
+		etag:       it.etag,
+	}
+}
+
+func allocSize(n int) int64 { return store.AllocSize(n) }
