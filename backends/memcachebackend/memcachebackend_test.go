@@ -19,6 +19,8 @@ import (
 	"github.com/gomemo/memo"
 	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/memcachebackend"
+	"github.com/gomemo/memo/internal/benchutil"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
 // newClient connects to the server(s) named by MEMO_MEMCACHED_ADDR, or skips
@@ -26,7 +28,7 @@ import (
 func newClient(t testing.TB, addrs ...string) *memcache.Client {
 	t.Helper()
 	if len(addrs) == 0 {
-		addrs = []string{backendtest.Require(t, "MEMO_MEMCACHED_ADDR")}
+		addrs = []string{testenv.Require(t, "MEMO_MEMCACHED_ADDR")}
 	}
 	c := memcache.New(addrs...)
 	c.MaxIdleConns = 32
@@ -61,7 +63,7 @@ func TestTwoServers(t *testing.T) {
 	if addr2 == "" {
 		t.Skip("MEMO_MEMCACHED_ADDR2 is not set")
 	}
-	addr := backendtest.Require(t, "MEMO_MEMCACHED_ADDR")
+	addr := testenv.Require(t, "MEMO_MEMCACHED_ADDR")
 	backendtest.Run(t, func(t *testing.T) memo.Backend {
 		return memcachebackend.New(newClient(t, addr, addr2))
 	}, opts)
@@ -107,7 +109,7 @@ func TestExpiration(t *testing.T) {
 func TestExpiryBounds(t *testing.T) {
 	b := memcachebackend.New(newClient(t))
 	ctx := context.Background()
-	k := backendtest.NS(t, "bounds") + ":k"
+	k := testenv.NS(t, "bounds") + ":k"
 	start := time.Now()
 	if err := b.Set(ctx, k, []byte("v"), 2*time.Second); err != nil {
 		t.Fatal(err)
@@ -143,28 +145,28 @@ func TestClearAcrossInstances(t *testing.T) {
 	b1 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(0))
 	b2 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(0))
 	ctx := context.Background()
-	ns := backendtest.NS(t, "xclear")
+	ns := testenv.NS(t, "xclear")
 	for i := range 10 {
 		if err := b1.Set(ctx, fmt.Sprintf("%s:%d", ns, i), []byte("old"), time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
-	backendtest.WantGet(t, b2, ns+":3", "old")
+	testenv.WantGet(t, b2, ns+":3", "old")
 	if err := b2.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		backendtest.WantGet(t, b1, fmt.Sprintf("%s:%d", ns, i), "")
-		backendtest.WantGet(t, b2, fmt.Sprintf("%s:%d", ns, i), "")
+		testenv.WantGet(t, b1, fmt.Sprintf("%s:%d", ns, i), "")
+		testenv.WantGet(t, b2, fmt.Sprintf("%s:%d", ns, i), "")
 	}
 	if err := b1.Set(ctx, ns+":3", []byte("new"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b2, ns+":3", "new")
+	testenv.WantGet(t, b2, ns+":3", "new")
 	if err := b1.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b2, ns+":3", "")
+	testenv.WantGet(t, b2, ns+":3", "")
 }
 
 // TestClearSeenWithinRefresh: with the default refresh interval, the
@@ -175,16 +177,16 @@ func TestClearSeenWithinRefresh(t *testing.T) {
 	b1 := memcachebackend.New(newClient(t))
 	b2 := memcachebackend.New(newClient(t))
 	ctx := context.Background()
-	ns := backendtest.NS(t, "refresh")
+	ns := testenv.NS(t, "refresh")
 	if err := b1.Set(ctx, ns+":k", []byte("old"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b2, ns+":k", "old") // b2 caches the generation now
+	testenv.WantGet(t, b2, ns+":k", "old") // b2 caches the generation now
 	if err := b1.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	cleared := time.Now()
-	backendtest.WantGet(t, b1, ns+":k", "")
+	testenv.WantGet(t, b1, ns+":k", "")
 	// b2 has not refreshed yet: it still sees, and writes, the old
 	// generation (the documented trade-off).
 	if err := b2.Set(ctx, ns+":stale", []byte("x"), time.Minute); err != nil {
@@ -205,8 +207,8 @@ func TestClearSeenWithinRefresh(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	backendtest.WantGet(t, b2, ns+":stale", "")
-	backendtest.WantGet(t, b1, ns+":stale", "")
+	testenv.WantGet(t, b2, ns+":stale", "")
+	testenv.WantGet(t, b1, ns+":stale", "")
 }
 
 // TestClearImmediateUnderRefreshes: in the clearing Backend a Clear is seen
@@ -215,7 +217,7 @@ func TestClearSeenWithinRefresh(t *testing.T) {
 func TestClearImmediateUnderRefreshes(t *testing.T) {
 	b := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Millisecond))
 	ctx := context.Background()
-	ns := backendtest.NS(t, "clrrace")
+	ns := testenv.NS(t, "clrrace")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 8 {
@@ -267,7 +269,7 @@ func (c *counting) PickServer(key string) (net.Addr, error) {
 func countingClient(t *testing.T, ns string) (*memcache.Client, *counting) {
 	t.Helper()
 	sel := &counting{key: memcachebackend.GenKey(ns)}
-	if err := sel.SetServers(backendtest.Require(t, "MEMO_MEMCACHED_ADDR")); err != nil {
+	if err := sel.SetServers(testenv.Require(t, "MEMO_MEMCACHED_ADDR")); err != nil {
 		t.Fatal(err)
 	}
 	c := memcache.NewFromSelector(sel)
@@ -283,7 +285,7 @@ func countingClient(t *testing.T, ns string) (*memcache.Client, *counting) {
 func TestRefreshOncePerInterval(t *testing.T) {
 	const refresh = 200 * time.Millisecond
 	ctx := context.Background()
-	ns := backendtest.NS(t, "stampede")
+	ns := testenv.NS(t, "stampede")
 	// Create the counter and a value through another Backend, so that
 	// every read below is a single "get" of the counter.
 	if err := memcachebackend.New(newClient(t)).Set(ctx, ns+":k", []byte("v"), time.Minute); err != nil {
@@ -332,7 +334,7 @@ func TestRefreshOncePerInterval(t *testing.T) {
 // read of the counter.
 func TestFirstReadShared(t *testing.T) {
 	ctx := context.Background()
-	ns := backendtest.NS(t, "cold")
+	ns := testenv.NS(t, "cold")
 	if err := memcachebackend.New(newClient(t)).Set(ctx, ns+":k", []byte("v"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +361,7 @@ func TestFirstReadShared(t *testing.T) {
 // Set.
 func TestRefreshZero(t *testing.T) {
 	ctx := context.Background()
-	ns := backendtest.NS(t, "zero")
+	ns := testenv.NS(t, "zero")
 	c, sel := countingClient(t, ns)
 	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(0))
 	if err := b.Set(ctx, ns+":k", []byte("v"), time.Minute); err != nil {
@@ -367,7 +369,7 @@ func TestRefreshZero(t *testing.T) {
 	}
 	sel.n.Store(0)
 	for range 10 {
-		backendtest.WantGet(t, b, ns+":k", "v")
+		testenv.WantGet(t, b, ns+":k", "v")
 	}
 	if n := sel.n.Load(); n != 10 {
 		t.Errorf("10 Gets read the counter %d times, want 10", n)
@@ -381,23 +383,23 @@ func TestDeleteAcrossInstances(t *testing.T) {
 	b1 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Minute))
 	b2 := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Minute))
 	ctx := context.Background()
-	ns := backendtest.NS(t, "xdelete")
+	ns := testenv.NS(t, "xdelete")
 	if err := b1.Set(ctx, ns+":k", []byte("old"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b2, ns+":k", "old")
+	testenv.WantGet(t, b2, ns+":k", "old")
 	if err := b2.Clear(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	if err := b2.Set(ctx, ns+":k", []byte("new"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b1, ns+":k", "old") // b1 has not refreshed
+	testenv.WantGet(t, b1, ns+":k", "old") // b1 has not refreshed
 	if err := b1.Delete(ctx, ns+":k"); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b2, ns+":k", "")
-	backendtest.WantGet(t, b1, ns+":k", "")
+	testenv.WantGet(t, b2, ns+":k", "")
+	testenv.WantGet(t, b1, ns+":k", "")
 }
 
 // TestLostGeneration: losing a namespace's counter (eviction, restart)
@@ -406,7 +408,7 @@ func TestLostGeneration(t *testing.T) {
 	c := newClient(t)
 	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(0))
 	ctx := context.Background()
-	ns := backendtest.NS(t, "lostgen")
+	ns := testenv.NS(t, "lostgen")
 	if err := b.Set(ctx, ns+":a", []byte("1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -426,14 +428,14 @@ func TestLostGeneration(t *testing.T) {
 	if err := b.Clear(ctx, ns); err != nil {
 		t.Fatalf("Clear without a counter = %v", err)
 	}
-	backendtest.WantGet(t, b, ns+":a", "")
-	backendtest.WantGet(t, b, ns+":b", "")
+	testenv.WantGet(t, b, ns+":a", "")
+	testenv.WantGet(t, b, ns+":b", "")
 	if err := b.Set(ctx, ns+":c", []byte("3"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b, ns+":a", "")
-	backendtest.WantGet(t, b, ns+":b", "")
-	backendtest.WantGet(t, b, ns+":c", "3")
+	testenv.WantGet(t, b, ns+":a", "")
+	testenv.WantGet(t, b, ns+":b", "")
+	testenv.WantGet(t, b, ns+":c", "3")
 }
 
 // TestLostGenerationCached: a Backend caching the generation of a lost
@@ -444,16 +446,16 @@ func TestLostGenerationCached(t *testing.T) {
 	const refresh = 300 * time.Millisecond
 	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(refresh))
 	ctx := context.Background()
-	ns := backendtest.NS(t, "lostcached")
+	ns := testenv.NS(t, "lostcached")
 	if err := b.Set(ctx, ns+":a", []byte("1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Delete(memcachebackend.GenKey(ns)); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b, ns+":a", "1") // cached generation
+	testenv.WantGet(t, b, ns+":a", "1") // cached generation
 	time.Sleep(refresh + 50*time.Millisecond)
-	backendtest.WantGet(t, b, ns+":a", "") // refreshed: a new counter
+	testenv.WantGet(t, b, ns+":a", "") // refreshed: a new counter
 
 	if err := b.Set(ctx, ns+":b", []byte("2"), time.Minute); err != nil {
 		t.Fatal(err)
@@ -464,7 +466,7 @@ func TestLostGenerationCached(t *testing.T) {
 	if err := b.Clear(ctx, ns); err != nil {
 		t.Fatalf("Clear without a counter = %v", err)
 	}
-	backendtest.WantGet(t, b, ns+":b", "")
+	testenv.WantGet(t, b, ns+":b", "")
 }
 
 func TestGenerationKeyIsNotAMemoKey(t *testing.T) {
@@ -525,7 +527,7 @@ func TestRawBytes(t *testing.T) {
 	c := newClient(t)
 	b := memcachebackend.New(c)
 	ctx := context.Background()
-	key := backendtest.NS(t, "raw") + ":k"
+	key := testenv.NS(t, "raw") + ":k"
 	val := []byte("\x00exact bytes\r\n")
 	if err := b.Set(ctx, key, val, time.Minute); err != nil {
 		t.Fatal(err)
@@ -544,7 +546,7 @@ func TestRawBytes(t *testing.T) {
 func TestNamespaceCacheBounded(t *testing.T) {
 	b := memcachebackend.New(newClient(t), memcachebackend.GenerationRefresh(time.Nanosecond))
 	ctx := context.Background()
-	base := backendtest.NS(t, "many")
+	base := testenv.NS(t, "many")
 	for i := range 1500 {
 		if _, _, err := b.Get(ctx, fmt.Sprintf("%s.%d:k", base, i)); err != nil {
 			t.Fatal(err)
@@ -560,7 +562,7 @@ func TestNamespaceCacheBounded(t *testing.T) {
 func TestServerTooLarge(t *testing.T) {
 	b := memcachebackend.New(newClient(t), memcachebackend.MaxItemSize(64<<20))
 	ctx := context.Background()
-	k := backendtest.NS(t, "srvbig") + ":k"
+	k := testenv.NS(t, "srvbig") + ":k"
 	if err := b.Set(ctx, k, []byte("small"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -568,12 +570,12 @@ func TestServerTooLarge(t *testing.T) {
 	if !errors.Is(err, memo.ErrTooLarge) {
 		t.Fatalf("Set(2 MiB) = %v, want ErrTooLarge", err)
 	}
-	backendtest.WantGet(t, b, k, "")
+	testenv.WantGet(t, b, k, "")
 	// The client recovers from the connection the server's error closed.
 	if err := b.Set(ctx, k, []byte("small"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b, k, "small")
+	testenv.WantGet(t, b, k, "small")
 }
 
 // TestLocalLimit: the default limit lets through the largest value that
@@ -581,7 +583,7 @@ func TestServerTooLarge(t *testing.T) {
 func TestLocalLimit(t *testing.T) {
 	b := memcachebackend.New(newClient(t))
 	ctx := context.Background()
-	ns := backendtest.NS(t, "limit")
+	ns := testenv.NS(t, "limit")
 	long := ns + ":" + string(bytes.Repeat([]byte("k"), 250-len(ns)-1))
 	for _, k := range []string{long, ns + ":k"} {
 		// The stored key is at most the key plus the generation, and at
@@ -608,10 +610,10 @@ func TestInvalidKeys(t *testing.T) {
 	if err := b.Set(ctx, "nonamespace", []byte("v"), time.Minute); err == nil {
 		t.Error("Set(key without ':') = nil error")
 	}
-	if err := b.Set(ctx, backendtest.NS(t, "neg")+":k", []byte("v"), -time.Second); err == nil {
+	if err := b.Set(ctx, testenv.NS(t, "neg")+":k", []byte("v"), -time.Second); err == nil {
 		t.Error("Set(negative ttl) = nil error")
 	}
-	ns := backendtest.NS(t, "illegal")
+	ns := testenv.NS(t, "illegal")
 	for _, k := range []string{ns + ":a b", ns + ":" + strings.Repeat("x", 240) + "\n"} {
 		if _, _, err := b.Get(ctx, k); err == nil {
 			t.Errorf("Get(%.20q...) = nil error", k)
@@ -627,12 +629,12 @@ func TestInvalidKeys(t *testing.T) {
 
 // BenchmarkGet compares a plain gomemcache Get of the stored key with
 // Backend.Get of the same 200-byte value, from one goroutine and from
-// 4×GOMAXPROCS, separately and interleaved (see backendtest.Interleaved).
+// 4×GOMAXPROCS, separately and interleaved (see benchutil.Interleaved).
 func BenchmarkGet(b *testing.B) {
 	c := newClient(b)
 	be := memcachebackend.New(c)
 	ctx := context.Background()
-	key := backendtest.NS(b, "bench") + ":k"
+	key := testenv.NS(b, "bench") + ":k"
 	if err := be.Set(ctx, key, bytes.Repeat([]byte("v"), 200), 0); err != nil {
 		b.Fatal(err)
 	}
@@ -657,8 +659,8 @@ func BenchmarkGet(b *testing.B) {
 		if par {
 			suffix = "-parallel"
 		}
-		b.Run("raw"+suffix, func(b *testing.B) { backendtest.Bench(b, par, raw) })
-		b.Run("backend"+suffix, func(b *testing.B) { backendtest.Bench(b, par, backend) })
-		b.Run("interleaved"+suffix, func(b *testing.B) { backendtest.Interleaved(b, par, raw, backend, "backend") })
+		b.Run("raw"+suffix, func(b *testing.B) { benchutil.Bench(b, par, raw) })
+		b.Run("backend"+suffix, func(b *testing.B) { benchutil.Bench(b, par, backend) })
+		b.Run("interleaved"+suffix, func(b *testing.B) { benchutil.Interleaved(b, par, raw, backend, "backend") })
 	}
 }
