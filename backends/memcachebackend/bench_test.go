@@ -12,7 +12,7 @@ import (
 // client's Get of the same stored key (the namespace generation is part of
 // it); see benchutil.BenchMemoHit.
 func BenchmarkMemoHit(b *testing.B) {
-	c := newClient(b)
+	c := newClient(b, realAddr(b))
 	be := memcachebackend.New(c)
 	benchutil.BenchMemoHit(b, be, func(b *testing.B, key string) func(context.Context) ([]byte, error) {
 		sk, err := memcachebackend.StoredKey(context.Background(), be, key)
