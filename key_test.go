@@ -1,6 +1,7 @@
 package memo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // keyOf builds the key of a the way New and Call do: the kind decided by
@@ -521,4 +525,384 @@ func TestNamespacePrefixLimits(t *testing.T) {
 			t.Errorf("Key(%v) = %q (%d bytes), %v; want at most %d bytes", a, k, len(k), err, MaxKeyLen)
 		}
 	}
+}
+
+// Fuzz types: unexported and embedded fields, a *T Keyer, a promoted
+// MarshalText, and everything nested.
+type (
+	fzInner struct {
+		a int8
+		B string
+	}
+	fzEmb struct {
+		fzInner
+		X int
+		p *int
+	}
+	// fzKeyer's MemoKey (on *T) ignores case: two fzKeyers whose names
+	// differ only in case are one argument.
+	fzKeyer struct{ name string }
+	fzPromo struct {
+		*time.Time
+		ID int
+	}
+	fzAll struct {
+		I    int64
+		U    uint16
+		F    float64
+		F32  float32
+		C    complex64
+		S    string
+		B    bool
+		T    time.Time
+		Big  *big.Int
+		P    *int
+		Sl   []float64
+		M    map[string]float64
+		Arr  [2]int16
+		E    fzEmb
+		u    uint32
+		tm   time.Time
+		Any  any
+		Nest []map[int8][]*fzInner
+		K    fzKeyer
+		Pr   fzPromo
+		Skip int `memo:"-"`
+	}
+)
+
+func (k *fzKeyer) MemoKey() string { return strings.ToLower(k.name) }
+
+// fz draws values from fuzz bytes; past the end it reads zeros. rev builds
+// maps in reverse insertion order.
+type fz struct {
+	b   []byte
+	rev bool
+}
+
+func (f *fz) byte() byte {
+	if len(f.b) == 0 {
+		return 0
+	}
+	c := f.b[0]
+	f.b = f.b[1:]
+	return c
+}
+
+func (f *fz) n(max int) int { return int(f.byte()) % max }
+
+func (f *fz) u64() uint64 {
+	var n uint64
+	for range 8 {
+		n = n<<8 | uint64(f.byte())
+	}
+	return n
+}
+
+// str draws short strings from a small alphabet, so that mutations often
+// give equal or confusable strings.
+func (f *fz) str() string {
+	const alphabet = "aAb :~\xff\x00"
+	b := make([]byte, f.n(5))
+	for i := range b {
+		b[i] = alphabet[f.n(len(alphabet))]
+	}
+	return string(b)
+}
+
+func (f *fz) float() float64 {
+	switch f.n(12) {
+	case 0:
+		return 0
+	case 1:
+		return math.Copysign(0, -1)
+	case 2:
+		return math.NaN()
+	case 3:
+		return math.Float64frombits(0xfff0_0000_0000_0000 | f.u64()&0xffff | 1) // another NaN
+	case 4:
+		return math.Inf(1)
+	case 5:
+		return math.Inf(-1)
+	case 6:
+		return 1
+	case 7:
+		return -1
+	case 8:
+		return math.SmallestNonzeroFloat64
+	}
+	return math.Float64frombits(f.u64())
+}
+
+var fzZones = []*time.Location{
+	time.UTC,
+	time.FixedZone("A", 3600),
+	time.FixedZone("B", 3600), // A's offset under another name
+	time.FixedZone("UTC", 0),  // UTC's offset under another Location
+	time.FixedZone("C", -(5*3600 + 30*60)),
+}
+
+func (f *fz) time() time.Time {
+	sec := int64(f.n(4)) * 1800 // one instant often lands in two zones
+	nsec := []int{0, 1, 999_999_999}[f.n(3)]
+	t := time.Unix(1_800_000_000+sec, int64(nsec))
+	return t.In(fzZones[f.n(len(fzZones))])
+}
+
+func (f *fz) bigInt() *big.Int {
+	if f.n(5) == 0 {
+		return nil
+	}
+	v := int64(f.n(7)) - 3
+	if f.byte()&1 == 0 {
+		return big.NewInt(v)
+	}
+	n, _ := new(big.Int).SetString(fmt.Sprint(v)+"000000000000000000000", 10)
+	return n.Div(n, bigInt("1000000000000000000000"))
+}
+
+func (f *fz) intPtr() *int {
+	if f.byte()&1 == 0 {
+		return nil
+	}
+	n := f.n(3)
+	return &n
+}
+
+func (f *fz) any() any {
+	switch f.n(6) {
+	case 0:
+		return nil
+	case 1:
+		return f.n(3)
+	case 2:
+		return int8(f.n(3))
+	case 3:
+		return f.str()
+	case 4:
+		return f.float()
+	}
+	return fzInner{int8(f.n(3)), f.str()}
+}
+
+func fzMap[K comparable, V any](f *fz, key func() K, val func() V) map[K]V {
+	switch f.n(4) {
+	case 0:
+		return nil
+	case 1:
+		return map[K]V{}
+	}
+	n := f.n(4)
+	ks, vs := make([]K, n), make([]V, n)
+	for i := range n {
+		ks[i], vs[i] = key(), val()
+	}
+	m := make(map[K]V, n)
+	for i := range n {
+		if f.rev {
+			i = n - 1 - i
+		}
+		m[ks[i]] = vs[i]
+	}
+	return m
+}
+
+func fzSlice[T any](f *fz, elem func() T) []T {
+	if f.n(4) == 0 {
+		return nil
+	}
+	s := make([]T, f.n(4))
+	for i := range s {
+		s[i] = elem()
+	}
+	return s
+}
+
+func (f *fz) inner() fzInner { return fzInner{int8(f.n(3)), f.str()} }
+
+func (f *fz) promo() fzPromo {
+	p := fzPromo{ID: f.n(3)}
+	if f.byte()&1 == 1 {
+		t := f.time()
+		p.Time = &t
+	}
+	return p
+}
+
+func (f *fz) all() fzAll {
+	return fzAll{
+		I:   int64(f.u64() >> 60),
+		U:   uint16(f.n(3)),
+		F:   f.float(),
+		F32: float32(f.float()),
+		C:   complex(float32(f.float()), float32(f.float())),
+		S:   f.str(),
+		B:   f.byte()&1 == 1,
+		T:   f.time(),
+		Big: f.bigInt(),
+		P:   f.intPtr(),
+		Sl:  fzSlice(f, f.float),
+		M:   fzMap(f, f.str, f.float),
+		Arr: [2]int16{int16(f.n(3)), int16(f.n(3))},
+		E:   fzEmb{f.inner(), f.n(3), f.intPtr()},
+		u:   uint32(f.n(3)),
+		tm:  f.time(),
+		Any: f.any(),
+		Nest: fzSlice(f, func() map[int8][]*fzInner {
+			return fzMap(f, func() int8 { return int8(f.n(3)) }, func() []*fzInner {
+				return fzSlice(f, func() *fzInner {
+					if f.byte()&1 == 0 {
+						return nil
+					}
+					in := f.inner()
+					return &in
+				})
+			})
+		}),
+		K:    fzKeyer{[]string{"x", "X", "y"}[f.n(3)]},
+		Pr:   f.promo(),
+		Skip: f.n(3),
+	}
+}
+
+// ruleEqual is the key rule written independently of key.go: two arguments
+// share a key exactly when they are equal under it.
+var ruleEqual = []cmp.Option{
+	cmp.Exporter(func(reflect.Type) bool { return true }), // every field counts
+	cmpopts.EquateNaNs(),                  // -0 == 0 already
+	cmpopts.IgnoreFields(fzAll{}, "Skip"), // memo:"-"
+	cmp.Comparer(func(a, b complex64) bool { return floatRule(real(a), real(b)) && floatRule(imag(a), imag(b)) }),
+	cmp.Comparer(func(a, b complex128) bool { return floatRule(real(a), real(b)) && floatRule(imag(a), imag(b)) }),
+	cmp.Comparer(func(a, b time.Time) bool { // instant and offset
+		_, oa := a.Zone()
+		_, ob := b.Zone()
+		return a.Equal(b) && oa == ob
+	}),
+	cmp.Comparer(func(a, b *big.Int) bool { return a == nil && b == nil || a != nil && b != nil && a.Cmp(b) == 0 }),
+	cmp.Comparer(func(a, b *regexp.Regexp) bool { return a.String() == b.String() }), // its MarshalText
+	cmp.Comparer(func(a, b fzKeyer) bool { return strings.EqualFold(a.name, b.name) }),
+}
+
+func floatRule[F float32 | float64](a, b F) bool { return a == b || a != a && b != b }
+
+// fuzzPair checks that the values drawn from x and y share a key exactly
+// when they are equal under the rule.
+func fuzzPair[A any](t *testing.T, x, y []byte, gen func(*fz) A) {
+	t.Helper()
+	a, b := gen(&fz{b: x}), gen(&fz{b: y, rev: true})
+	ka, err := keyOf(a)
+	if err != nil {
+		t.Fatalf("Key(%v): %v", a, err)
+	}
+	kb, err := keyOf(b)
+	if err != nil {
+		t.Fatalf("Key(%v): %v", b, err)
+	}
+	if eq := cmp.Equal(a, b, ruleEqual...); eq != (ka == kb) {
+		t.Fatalf("%T: Key(%v) = %q, Key(%v) = %q; equal under the rule: %v %s", a, a, ka, b, kb, eq, cmp.Diff(a, b, ruleEqual...))
+	}
+}
+
+// FuzzCanonKey draws two values of one of many argument types, the second
+// from the first's bytes with one byte changed, and checks that they share
+// a key exactly when they are equal under the documented rule (ruleEqual).
+// data[0] picks the type, data[1] and data[2] the byte changed and its new
+// value.
+func FuzzCanonKey(f *testing.F) {
+	for sel := range byte(24) {
+		f.Add([]byte{sel, 0, 0})
+		f.Add([]byte{sel, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+		f.Add([]byte{sel, 4, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 3 {
+			return
+		}
+		sel, pos, val := data[0], int(data[1]), data[2]
+		x := data[3:]
+		y := bytes.Clone(x)
+		if pos < len(y) {
+			y[pos] = val
+		}
+		switch sel % 24 {
+		case 0:
+			fuzzPair(t, x, y, func(f *fz) int64 { return int64(f.u64()) })
+		case 1:
+			fuzzPair(t, x, y, (*fz).str)
+		case 2:
+			fuzzPair(t, x, y, (*fz).float)
+		case 3:
+			fuzzPair(t, x, y, func(f *fz) float32 { return float32(f.float()) })
+		case 4:
+			fuzzPair(t, x, y, (*fz).time)
+		case 5:
+			fuzzPair(t, x, y, (*fz).bigInt)
+		case 6:
+			fuzzPair(t, x, y, func(f *fz) []string { return fzSlice(f, f.str) })
+		case 7:
+			fuzzPair(t, x, y, func(f *fz) map[string]int { return fzMap(f, f.str, func() int { return f.n(3) }) })
+		case 8:
+			fuzzPair(t, x, y, (*fz).all)
+		case 9:
+			fuzzPair(t, x, y, func(f *fz) *fzAll {
+				if f.byte()&1 == 0 {
+					return nil
+				}
+				a := f.all()
+				return &a
+			})
+		case 10:
+			fuzzPair(t, x, y, func(f *fz) [3]float64 { return [3]float64{f.float(), f.float(), f.float()} })
+		case 11:
+			fuzzPair(t, x, y, (*fz).any)
+		case 12:
+			fuzzPair(t, x, y, func(f *fz) complex128 { return complex(f.float(), f.float()) })
+		case 13:
+			fuzzPair(t, x, y, func(f *fz) []byte { return []byte(f.str()) })
+		case 14:
+			fuzzPair(t, x, y, func(f *fz) bool { return f.byte()&1 == 1 })
+		case 15:
+			fuzzPair(t, x, y, func(f *fz) *regexp.Regexp {
+				p := []string{"a+", "b+", "a|b", "[ab]c"}[f.n(4)]
+				if f.byte()&1 == 0 {
+					return regexp.MustCompile(p)
+				}
+				return regexp.MustCompilePOSIX(p) // MarshalText does not tell
+			})
+		case 16:
+			fuzzPair(t, x, y, (*fz).promo)
+		case 17:
+			fuzzPair(t, x, y, func(f *fz) fzEmb { return fzEmb{f.inner(), f.n(3), f.intPtr()} })
+		case 18:
+			fuzzPair(t, x, y, func(f *fz) big.Int {
+				if n := f.bigInt(); n != nil {
+					return *n
+				}
+				return big.Int{}
+			})
+		case 19:
+			fuzzPair(t, x, y, func(f *fz) uint8 { return f.byte() })
+		case 20:
+			fuzzPair(t, x, y, func(f *fz) fzKeyer { return fzKeyer{f.str()} })
+		case 21:
+			fuzzPair(t, x, y, func(f *fz) []any { return fzSlice(f, f.any) })
+		case 22:
+			fuzzPair(t, x, y, func(f *fz) map[int8]time.Time {
+				return fzMap(f, func() int8 { return int8(f.n(3)) }, f.time)
+			})
+		case 23:
+			fuzzPair(t, x, y, func(f *fz) struct {
+				V []fzAll
+				W map[string]*fzAll
+			} {
+				var v struct {
+					V []fzAll
+					W map[string]*fzAll
+				}
+				v.V = fzSlice(f, f.all)
+				v.W = fzMap(f, f.str, func() *fzAll { a := f.all(); return &a })
+				return v
+			})
+		}
+	})
 }
