@@ -188,3 +188,31 @@ func TestValueNotRetainedWhenAbandoned(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledServerShortClientTimeout: with a client Timeout short enough
+// for requests to run on the caller's goroutine, ctx's deadline still
+// bounds every method against a server that never answers.
+func TestStalledServerShortClientTimeout(t *testing.T) {
+	s := fakememcached.Start(t)
+	c := memcache.New(s.Addr())
+	c.Timeout = 30 * time.Millisecond
+	b := memcachebackend.New(c, memcachebackend.GenerationRefresh(time.Hour))
+	ns := testenv.NS(t, "stallshort")
+	if err := b.Set(context.Background(), ns+":k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s.Stall()
+	for _, o := range ops {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		start := time.Now()
+		err := o.call(ctx, b, ns+":k")
+		el := time.Since(start)
+		cancel()
+		if err == nil {
+			t.Errorf("%s on a stalled server = nil error", o.name)
+		}
+		if el > 100*time.Millisecond+slack {
+			t.Errorf("%s on a stalled server returned after %v, past the 100ms deadline", o.name, el)
+		}
+	}
+}

@@ -98,6 +98,16 @@
 // a ctx that never ends (context.Background()), methods call the client on
 // the caller's goroutine.
 //
+// The hand-off costs a hit two scheduler wake-ups, more than the rest of
+// the backend's work. A Get or Set that is one request (the generation is
+// cached) therefore runs on the caller's goroutine when the client's
+// Timeout ends it before ctx's deadline anyway: when twice the client's
+// Timeout (a dial and a round trip) is at most the time ctx has left. Set
+// the client's Timeout to at most half of memo.Timeout to keep hits on
+// that fast path; ctx's deadline then still bounds them, but a
+// cancellation of ctx before its deadline is noticed only when the request
+// ends, within twice the client's Timeout.
+//
 // # Several servers
 //
 // Keys are spread over the client's servers by its [memcache.ServerSelector]
@@ -170,6 +180,7 @@ type Backend struct {
 	client  *memcache.Client
 	maxItem int
 	refresh time.Duration
+	worst   time.Duration // the longest one request can take: a dial and a round trip
 
 	mu      sync.RWMutex
 	gens    map[string]*nsGen // cached generations, by namespace
@@ -236,8 +247,13 @@ func New(client *memcache.Client, opts ...Option) *Backend {
 	if client == nil {
 		panic("memcachebackend: New(nil): a *memcache.Client is required")
 	}
+	timeout := client.Timeout
+	if timeout <= 0 {
+		timeout = memcache.DefaultTimeout
+	}
 	b := &Backend{
 		client:  client,
+		worst:   2 * timeout,
 		maxItem: DefaultMaxItemSize,
 		refresh: DefaultGenerationRefresh,
 		gens:    map[string]*nsGen{},
@@ -250,6 +266,21 @@ func New(client *memcache.Client, opts ...Option) *Backend {
 		o.apply(b)
 	}
 	return b
+}
+
+// inline reports whether one request (a dial and a round trip) may run on
+// the caller's goroutine: when ctx cannot end, or when the client's Timeout
+// ends the request before ctx's deadline anyway. A goroutine hand-off costs
+// a hit more than the rest of the backend's work (two scheduler wake-ups),
+// so a client whose Timeout is at most half of memo's keeps hits on the
+// caller's goroutine; ctx's deadline still bounds them, but a cancellation
+// before it is noticed only when the request ends.
+func (b *Backend) inline(ctx context.Context) bool {
+	if ctx.Done() == nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) >= b.worst
 }
 
 // result is the outcome of a round trip run by bounded.
@@ -268,6 +299,11 @@ func bounded[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 	if done == nil {
 		return fn()
 	}
+	return handoff(ctx, done, fn)
+}
+
+// handoff runs fn on a goroutine of its own and waits for it or for done.
+func handoff[T any](ctx context.Context, done <-chan struct{}, fn func() (T, error)) (T, error) {
 	ch := make(chan result[T], 1)
 	go func() {
 		var r result[T]
@@ -318,7 +354,12 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
 	}
-	it, err := bounded(ctx, func() (*memcache.Item, error) { return b.client.Get(pk) })
+	var it *memcache.Item
+	if b.inline(ctx) {
+		it, err = b.client.Get(pk)
+	} else {
+		it, err = handoff(ctx, ctx.Done(), func() (*memcache.Item, error) { return b.client.Get(pk) })
+	}
 	if err != nil {
 		if errors.Is(err, memcache.ErrCacheMiss) {
 			return nil, false, nil
@@ -369,11 +410,13 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	// gomemcache writes Value to the connection before its Set returns and
 	// keeps no reference to it; but a write that ctx abandons goes on
 	// after this Set returns, so it gets a copy.
-	if ctx.Done() != nil {
-		value = bytes.Clone(value)
-	}
 	item := &memcache.Item{Key: pk, Value: value, Expiration: expiration(ttl, time.Now())}
-	_, err = bounded(ctx, func() (struct{}, error) { return struct{}{}, b.client.Set(item) })
+	if b.inline(ctx) {
+		err = b.client.Set(item)
+	} else {
+		item.Value = bytes.Clone(value)
+		_, err = handoff(ctx, ctx.Done(), func() (struct{}, error) { return struct{}{}, b.client.Set(item) })
+	}
 	if err != nil {
 		if isTooLarge(err) {
 			return fmt.Errorf("memcachebackend: set %q: %d-byte value: %w (%w)", key, len(value), memo.ErrTooLarge, err)

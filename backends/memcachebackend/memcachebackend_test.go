@@ -679,9 +679,8 @@ func TestInvalidKeys(t *testing.T) {
 // BenchmarkGet compares a plain gomemcache Get of the stored key with
 // Backend.Get of the same 200-byte value, from one goroutine and from
 // 4×GOMAXPROCS, separately and interleaved (see benchutil.Interleaved):
-// "backend" with a ctx that never ends (the request runs on the caller's
-// goroutine), "bounded" with one that can (on a goroutine of its own, so
-// that ctx bounds it).
+// "backend" with a ctx that never ends, "deadline" and "handoff" with ctxs
+// that can (see below).
 func BenchmarkGet(b *testing.B) {
 	c := newClient(b, realAddr(b))
 	be := memcachebackend.New(c)
@@ -706,15 +705,22 @@ func BenchmarkGet(b *testing.B) {
 		}
 		return nil
 	}
-	// memo passes a ctx that can end (its Timeout): Get then waits on
-	// ctx.Done() beside the request.
+	// memo passes a ctx that can end. With a deadline past what the
+	// client's Timeout allows a request, Get runs it on the caller's
+	// goroutine ("deadline"); with a ctx that can be cancelled before its
+	// deadline, or a client Timeout too long for it, Get hands it to a
+	// goroutine of its own and waits on ctx.Done() beside it ("handoff").
 	dctx, cancel := context.WithTimeout(ctx, time.Hour)
 	defer cancel()
-	bounded := func() error {
-		if v, ok, err := be.Get(dctx, key); err != nil || !ok || len(v) != 200 {
-			return fmt.Errorf("Get = %d bytes, %v, %v", len(v), ok, err)
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	getWith := func(ctx context.Context) func() error {
+		return func() error {
+			if v, ok, err := be.Get(ctx, key); err != nil || !ok || len(v) != 200 {
+				return fmt.Errorf("Get = %d bytes, %v, %v", len(v), ok, err)
+			}
+			return nil
 		}
-		return nil
 	}
 	for _, par := range []bool{false, true} {
 		suffix := ""
@@ -724,7 +730,11 @@ func BenchmarkGet(b *testing.B) {
 		b.Run("raw"+suffix, func(b *testing.B) { benchutil.Bench(b, par, raw) })
 		b.Run("backend"+suffix, func(b *testing.B) { benchutil.Bench(b, par, backend) })
 		b.Run("interleaved"+suffix, func(b *testing.B) { benchutil.Interleaved(b, par, raw, backend, "backend") })
-		b.Run("bounded"+suffix, func(b *testing.B) { benchutil.Bench(b, par, bounded) })
-		b.Run("interleaved-bounded"+suffix, func(b *testing.B) { benchutil.Interleaved(b, par, raw, bounded, "bounded") })
+		for _, m := range []struct {
+			name string
+			ctx  context.Context
+		}{{"deadline", dctx}, {"handoff", hctx}} {
+			b.Run("interleaved-"+m.name+suffix, func(b *testing.B) { benchutil.Interleaved(b, par, raw, getWith(m.ctx), m.name) })
+		}
 	}
 }
