@@ -23,7 +23,7 @@ import (
 // ends.
 func standalone(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: testenv.Require(t, "MEMO_REDIS_ADDR")})
+	c := redis.NewClient(&redis.Options{Addr: testenv.Require(t, "MEMO_REDIS_ADDR"), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	ping(t, c)
 	return c
@@ -34,7 +34,7 @@ func standalone(t testing.TB) *redis.Client {
 func cluster(t testing.TB) *redis.ClusterClient {
 	t.Helper()
 	addrs := strings.Split(testenv.Require(t, "MEMO_REDIS_CLUSTER_ADDRS"), ",")
-	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	ping(t, c)
 	return c
@@ -300,7 +300,7 @@ func TestDeadline(t *testing.T) {
 }
 
 func TestNewPanics(t *testing.T) {
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true}) // never dialled
 	defer c.Close()
 	for _, tc := range []struct {
 		name string
