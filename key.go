@@ -36,7 +36,9 @@ import (
 // accepts (see docs/keys-and-codecs.md):
 //
 //   - A [KeyFunc] decides alone. Otherwise a type that declares MemoKey is
-//     keyed by it, then a type that declares MarshalText
+//     keyed by it (an argument type that is an interface with MemoKey, such
+//     as Keyer, by its dynamic value's MemoKey, whatever that value's type),
+//     then a type that declares MarshalText
 //     (encoding.TextMarshaler, on T or *T, as above) by its text: two values
 //     share a key exactly when they give the same text. time.Time is keyed
 //     this way: the instant to the nanosecond and the UTC offset, so one

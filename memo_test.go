@@ -206,7 +206,6 @@ func assertLegal(t *testing.T, k string) {
 }
 
 func TestKeysDistinct(t *testing.T) {
-	type pair struct{ A, B any }
 	type S struct {
 		A string
 		B string
