@@ -150,7 +150,7 @@ func BenchmarkInterleavedCost(b *testing.B) {
 
 // BenchmarkInterleavedRedisGet: a GET of a 150-byte value on the test
 // Redis server, b.N times per variant, the variants alternating call by
-// call (the order rotating), each call timed. Reports the median GET with
+// call (the order going through every permutation), each call timed. Reports the median GET with
 // context.Background and, for each other variant, the median of the
 // per-call differences to the Background call of the same iteration and
 // the difference of the medians. Run with -benchtime 20000x.
@@ -168,11 +168,13 @@ func BenchmarkInterleavedRedisGet(b *testing.B) {
 			v.call(get)
 		}
 	}
+	// The orders cycle through all six permutations, so that each variant
+	// follows and precedes each other equally often.
+	perms := [][3]int{{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}}
 	per := make([][]float64, len(vs))
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		for k := range vs {
-			j := (i + k) % len(vs)
+		for _, j := range perms[i%len(perms)] {
 			start := time.Now()
 			vs[j].call(get)
 			per[j] = append(per[j], float64(time.Since(start)))
@@ -190,14 +192,14 @@ func BenchmarkInterleavedRedisGet(b *testing.B) {
 	}
 }
 
-// BenchmarkInterleavedRedisParallel: 8 goroutines GET for a 200 ms window
+// BenchmarkInterleavedRedisParallel: 8 goroutines GET for a 50 ms window
 // per variant, the variants alternating (the order rotating), b.N rounds.
 // Reports each variant's median hits/s and the median over rounds of its
 // ratio to the Background variant's hits/s in the same round. Run with
-// -benchtime 15x or so.
+// -benchtime 60x or so: short windows pair the variants under the same load.
 func BenchmarkInterleavedRedisParallel(b *testing.B) {
 	const g = 8
-	const window = 200 * time.Millisecond
+	const window = 50 * time.Millisecond
 	c, key := redisFixture(b, 0)
 	vs := variants[:3]
 	var errs atomic.Int64
