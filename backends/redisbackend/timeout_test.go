@@ -308,3 +308,30 @@ func TestNewRefusesClientsWithoutContextTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestNewRefusesClientsWithoutSocketDeadlines: a ReadTimeout or
+// WriteTimeout of -2 stops go-redis from setting any socket deadline, so no
+// ctx deadline could end a stalled command either.
+func TestNewRefusesClientsWithoutSocketDeadlines(t *testing.T) {
+	const addr = "127.0.0.1:1" // never dialled
+	for _, c := range []redis.UniversalClient{
+		redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, ReadTimeout: -2}),
+		redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, WriteTimeout: -2}),
+		redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true, ReadTimeout: -2}),
+		redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": addr}, ContextTimeoutEnabled: true, WriteTimeout: -2}),
+	} {
+		func() {
+			defer c.Close()
+			defer func() {
+				if s, _ := recover().(string); !strings.HasPrefix(s, "redisbackend: ") || !strings.Contains(s, "-2") {
+					t.Errorf("New(%T with a -2 timeout): panic = %q, want a redisbackend: message naming -2", c, s)
+				}
+			}()
+			redisbackend.New(c)
+		}()
+	}
+	// -1 (no timeout of its own) still lets the ctx deadline through.
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, ReadTimeout: -1})
+	defer c.Close()
+	redisbackend.New(c)
+}
