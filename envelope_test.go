@@ -97,35 +97,3 @@ func FuzzStringKey(f *testing.F) {
 		}
 	})
 }
-
-type fuzzArg struct {
-	S string
-	N int
-	M map[string]int
-	P *string
-}
-
-func FuzzCanonKey(f *testing.F) {
-	f.Add("a", 1, "k", 2, "a b", 3)
-	f.Fuzz(func(t *testing.T, s1 string, n1 int, k1 string, v1 int, s2 string, n2 int) {
-		a := fuzzArg{S: s1, N: n1, M: map[string]int{k1: v1, s2: n2}, P: &s2}
-		b := fuzzArg{S: s1, N: n1, M: map[string]int{s2: n2, k1: v1}, P: &s2}
-		if k1 == s2 {
-			b.M[k1] = v1 // same key twice: the last write wins in both
-			a.M[k1] = v1
-		}
-		ka, err := buildKey("ns", keyHash, nil, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := buildKey("ns", keyHash, nil, b)
-		if ka != kb {
-			t.Fatalf("equal arguments, different keys: %q %q", ka, kb)
-		}
-		c := a
-		c.S = s1 + "x"
-		if kc, _ := buildKey("ns", keyHash, nil, c); kc == ka {
-			t.Fatalf("different arguments share key %q", ka)
-		}
-	})
-}

@@ -11,9 +11,11 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -21,6 +23,42 @@ import (
 // MemoKey must return the same string for arguments that should share an
 // entry and different strings otherwise; memo keeps it as is when it is
 // short printable ASCII without spaces or ':' and hashes it otherwise.
+//
+// MemoKey counts when it is declared on the type itself, with a value or a
+// pointer receiver: an argument of type T whose MemoKey is declared on *T
+// is keyed by calling it on a copy. A MemoKey that a struct only gets by
+// promotion from an embedded field does not count, since it would leave
+// the struct's other fields out of the key: such a struct is keyed field
+// by field, and the embedded field by its MemoKey. A MemoKey that panics
+// is recovered: the call runs fn uncached and reports the error.
+//
+// The key rules, the contract that holds for every argument type New
+// accepts (see docs/keys-and-codecs.md):
+//
+//   - A [KeyFunc] decides alone. Otherwise a type that declares MemoKey is
+//     keyed by it (an argument type that is an interface with MemoKey, such
+//     as Keyer, by its dynamic value's MemoKey, whatever that value's type),
+//     then a type that declares MarshalText
+//     (encoding.TextMarshaler, on T or *T, as above) by its text: two values
+//     share a key exactly when they give the same text. time.Time is keyed
+//     this way: the instant to the nanosecond and the UTC offset, so one
+//     instant in two offsets gives two keys, while two zone names with one
+//     offset, and the monotonic clock reading, do not count.
+//   - Strings, integers and booleans by value; floats by value with -0.0 and
+//     +0.0 sharing a key and every NaN sharing one key (the same rule at
+//     top level and nested); complex numbers part by part, likewise.
+//   - Structs by every field, exported or not, embedded ones included,
+//     except fields tagged memo:"-"; arrays and slices element by element
+//     (a nil slice differs from an empty one); maps by their entries,
+//     whatever the order; pointers by what they point to (a nil pointer is
+//     a value of its own); interfaces by the dynamic type and value.
+//   - Funcs, channels, unsafe pointers and the types of packages sync and
+//     sync/atomic have no canonical form: New panics for an argument type
+//     that holds one where no MemoKey, MarshalText or memo:"-" tag covers
+//     it. A value found only at call time (in an interface) that cannot be
+//     keyed, a cyclic or too deeply nested value (over 100 levels), or a
+//     MemoKey or MarshalText that panics or fails makes that call run fn
+//     uncached and report the error: key building never panics.
 type Keyer interface {
 	MemoKey() string
 }
@@ -36,14 +74,15 @@ const hashedIDLen = 1 + 43
 type keyKind uint8
 
 const (
-	keyString keyKind = iota + 1 // string kinds: as is when safe, else hashed
-	keyInt                       // signed integer kinds: decimal
-	keyUint                      // unsigned integer kinds: decimal
-	keyBool                      // "true" / "false"
-	keyFloat                     // shortest decimal that round-trips
-	keyKeyer                     // A implements Keyer
-	keyFunc                      // a KeyFunc option
-	keyHash                      // canonical encoding, hashed
+	keyString   keyKind = iota + 1 // string kinds: as is when safe, else hashed
+	keyInt                         // signed integer kinds: decimal
+	keyUint                        // unsigned integer kinds: decimal
+	keyBool                        // "true" / "false"
+	keyFloat                       // shortest decimal that round-trips, -0 as 0
+	keyKeyer                       // A's method set has a declared MemoKey
+	keyFunc                        // a KeyFunc option
+	keyHash                        // canonical encoding, hashed
+	keyKeyerPtr                    // MemoKey declared on *A
 )
 
 var (
@@ -51,23 +90,129 @@ var (
 	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
 )
 
-// keyKindOf decides how arguments of type t are keyed. It returns an error
-// when t holds something that has no canonical form (funcs, channels).
-func keyKindOf(t reflect.Type) (keyKind, error) {
-	if t.Implements(keyerType) {
-		return keyKeyer, nil
+// ownMethod is the key method a type declares itself, if any.
+type ownMethod uint8
+
+const (
+	ownNone     ownMethod = iota
+	ownKeyer              // MemoKey on T
+	ownKeyerPtr           // MemoKey on *T
+	ownText               // MarshalText on T
+	ownTextPtr            // MarshalText on *T
+)
+
+var ownMethods sync.Map // reflect.Type -> ownMethod
+
+// ownKeyMethod returns the MemoKey or MarshalText that t declares, on t or
+// on *t, MemoKey first. Methods a struct only gets by promotion from an
+// embedded field do not count. t is not a pointer or interface type.
+func ownKeyMethod(t reflect.Type) ownMethod {
+	if t.PkgPath() == "" {
+		// Unnamed and predeclared types declare no methods.
+		return ownNone
 	}
+	if m, ok := ownMethods.Load(t); ok {
+		return m.(ownMethod)
+	}
+	m := ownNone
+	if ptr, ok := declares(t, keyerType, "MemoKey"); ok {
+		m = ownKeyer
+		if ptr {
+			m = ownKeyerPtr
+		}
+	} else if ptr, ok := declares(t, textMarshalerType, "MarshalText"); ok {
+		m = ownText
+		if ptr {
+			m = ownTextPtr
+		}
+	}
+	ownMethods.Store(t, m)
+	return m
+}
+
+// declares reports whether t declares the method name of iface on t or
+// (ptr) on *t, rather than getting it by promotion.
+func declares(t, iface reflect.Type, name string) (ptr, ok bool) {
+	for i, rt := range [2]reflect.Type{t, reflect.PointerTo(t)} {
+		if rt.Implements(iface) && !promoted(t, rt, name) {
+			return i == 1, true
+		}
+	}
+	return false, false
+}
+
+// promoted reports whether rt (t or *t) has the method name only by
+// promotion from one of t's embedded fields. Only then is the method a
+// compiler-generated wrapper: a method that t declares itself, shadowing an
+// embedded one, has t's own source file.
+func promoted(t, rt reflect.Type, name string) bool {
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	embeds := false
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.Anonymous {
+			continue
+		}
+		_, ok := f.Type.MethodByName(name)
+		if !ok && f.Type.Kind() != reflect.Pointer && f.Type.Kind() != reflect.Interface {
+			_, ok = reflect.PointerTo(f.Type).MethodByName(name)
+		}
+		if ok {
+			embeds = true
+			break
+		}
+	}
+	if !embeds {
+		return false
+	}
+	m, _ := rt.MethodByName(name)
+	fn := runtime.FuncForPC(m.Func.Pointer())
+	if fn == nil {
+		return true
+	}
+	file, _ := fn.FileLine(fn.Entry())
+	return file == "<autogenerated>"
+}
+
+// keyKindOf decides how arguments of type t are keyed. It returns an error
+// when t holds something that has no canonical form (funcs, channels,
+// unsafe pointers, sync types) not covered by a MemoKey, a MarshalText or
+// a memo:"-" tag.
+func keyKindOf(t reflect.Type) (keyKind, error) {
 	switch t.Kind() {
-	case reflect.String:
-		return keyString, nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return keyInt, nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return keyUint, nil
-	case reflect.Bool:
-		return keyBool, nil
-	case reflect.Float32, reflect.Float64:
-		return keyFloat, nil
+	case reflect.Interface:
+		if t.Implements(keyerType) {
+			return keyKeyer, nil
+		}
+	case reflect.Pointer:
+		if e := t.Elem(); e.Kind() != reflect.Pointer && e.Kind() != reflect.Interface {
+			if m := ownKeyMethod(e); m == ownKeyer || m == ownKeyerPtr {
+				return keyKeyer, nil
+			}
+		}
+	default:
+		switch ownKeyMethod(t) {
+		case ownKeyer:
+			return keyKeyer, nil
+		case ownKeyerPtr:
+			return keyKeyerPtr, nil
+		case ownText, ownTextPtr:
+			return keyHash, nil
+		}
+		switch t.Kind() {
+		case reflect.String:
+			return keyString, nil
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			return keyInt, nil
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+			return keyUint, nil
+		case reflect.Bool:
+			return keyBool, nil
+		case reflect.Float32, reflect.Float64:
+			return keyFloat, nil
+		}
 	}
 	if err := checkKeyable(t, map[reflect.Type]bool{}); err != nil {
 		return 0, err
@@ -75,12 +220,21 @@ func keyKindOf(t reflect.Type) (keyKind, error) {
 	return keyHash, nil
 }
 
+// checkKeyable reports what in t has no canonical form, mirroring
+// canonEncoder.value.
 func checkKeyable(t reflect.Type, seen map[reflect.Type]bool) error {
-	if seen[t] || t.Implements(keyerType) || t.Implements(textMarshalerType) {
+	if seen[t] {
 		return nil
 	}
 	seen[t] = true
-	switch t.Kind() {
+	k := t.Kind()
+	if k != reflect.Pointer && k != reflect.Interface && ownKeyMethod(t) != ownNone {
+		return nil
+	}
+	if syncType(t) {
+		return fmt.Errorf("%v has no canonical form: its state changes under concurrent use", t)
+	}
+	switch k {
 	case reflect.Func, reflect.Chan, reflect.UnsafePointer:
 		return fmt.Errorf("%v has no canonical form", t)
 	case reflect.Pointer, reflect.Slice, reflect.Array:
@@ -93,15 +247,37 @@ func checkKeyable(t reflect.Type, seen map[reflect.Type]bool) error {
 	case reflect.Struct:
 		for i := range t.NumField() {
 			f := t.Field(i)
-			if !f.IsExported() || f.Tag.Get("memo") == "-" {
+			if f.Name == "_" || f.Tag.Get("memo") == "-" {
 				continue
 			}
 			if err := checkKeyable(f.Type, seen); err != nil {
-				return fmt.Errorf("field %s: %w", f.Name, err)
+				if _, ok := err.(*fieldError); ok {
+					return err // the innermost field names the culprit
+				}
+				return &fieldError{t.String() + "." + f.Name, err}
 			}
 		}
 	}
 	return nil
+}
+
+// fieldError is a field of A that has no canonical form.
+type fieldError struct {
+	path string
+	err  error
+}
+
+func (e *fieldError) Error() string {
+	return fmt.Sprintf("field %s: %v (implement memo.Keyer or MarshalText on its type, pass memo.KeyFunc, or tag the field memo:\"-\" to leave it out of the key)", e.path, e.err)
+}
+
+func (e *fieldError) Unwrap() error { return e.err }
+
+// syncType reports whether t is a type of package sync or sync/atomic, whose
+// state is not a value.
+func syncType(t reflect.Type) bool {
+	p := t.PkgPath()
+	return p == "sync" || p == "sync/atomic"
 }
 
 // safeID reports whether s can stand in a key as it is: non-empty printable
@@ -154,7 +330,8 @@ func buildKey[A any](ns string, kind keyKind, keyFn func(A) string, a A) (string
 	return string(b), nil
 }
 
-// appendKey appends ns + ":" + the id of a to dst.
+// appendKey appends ns + ":" + the id of a to dst. It never panics: a
+// MemoKey, MarshalText or KeyFunc that panics is reported as an error.
 func appendKey[A any](dst []byte, ns string, kind keyKind, keyFn func(A) string, a A) ([]byte, error) {
 	dst = append(append(dst, ns...), ':')
 	room := MaxKeyLen - len(ns) - 1
@@ -193,10 +370,20 @@ func appendKey[A any](dst []byte, ns string, kind keyKind, keyFn func(A) string,
 	case keyBool:
 		return strconv.AppendBool(dst, *(*bool)(p)), nil
 	case keyFloat:
+		// -0 is written as 0, the rule of the canonical form; every NaN
+		// is written "NaN".
 		if unsafe.Sizeof(a) == 4 {
-			return strconv.AppendFloat(dst, float64(*(*float32)(p)), 'g', -1, 32), nil
+			f := *(*float32)(p)
+			if f == 0 {
+				f = 0
+			}
+			return strconv.AppendFloat(dst, float64(f), 'g', -1, 32), nil
 		}
-		return strconv.AppendFloat(dst, *(*float64)(p), 'g', -1, 64), nil
+		f := *(*float64)(p)
+		if f == 0 {
+			f = 0
+		}
+		return strconv.AppendFloat(dst, f, 'g', -1, 64), nil
 	case keyKeyer:
 		k, ok := any(a).(Keyer)
 		if !ok { // a nil interface argument
@@ -207,17 +394,56 @@ func appendKey[A any](dst []byte, ns string, kind keyKind, keyFn func(A) string,
 			return nil, err
 		}
 		return appendString(dst, s, room), nil
+	case keyKeyerPtr:
+		s, err := ptrMemoKey(a)
+		if err != nil {
+			return nil, err
+		}
+		return appendString(dst, s, room), nil
 	case keyFunc:
-		return appendString(dst, keyFn(a), room), nil
+		s, err := callKeyFunc(keyFn, a)
+		if err != nil {
+			return nil, err
+		}
+		return appendString(dst, s, room), nil
 	}
 	return appendCanon(dst, a)
 }
 
+// ptrMemoKey calls MemoKey, declared on *A, on a copy of a. It is apart
+// from appendKey so that only this path moves the argument to the heap.
+func ptrMemoKey[A any](a A) (string, error) {
+	k, ok := any(&a).(Keyer)
+	if !ok {
+		return "", fmt.Errorf("memo: *%v has no MemoKey", reflect.TypeFor[A]())
+	}
+	return callMemoKey(k)
+}
+
+// callKeyFunc calls a KeyFunc, turning a panic into an error.
+func callKeyFunc[A any](keyFn func(A) string, a A) (s string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("memo: KeyFunc panicked: %v", r)
+		}
+	}()
+	return keyFn(a), nil
+}
+
 // appendCanon appends the hash of a's canonical form. It is apart from
 // appendKey so that only this path moves the argument to the heap.
-func appendCanon[A any](dst []byte, a A) ([]byte, error) {
+func appendCanon[A any](dst []byte, a A) (_ []byte, err error) {
+	defer func() {
+		// The encoder recovers the panics it expects (user methods); this
+		// is the backstop that keeps key building from ever panicking.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("memo: keying %v: %v", reflect.TypeFor[A](), r)
+		}
+	}()
 	h := sha256.New()
 	e := canonEncoder{w: h}
+	// The root is addressable, and so is everything the encoder reaches
+	// from it or copies, so that unexported fields can be read.
 	if err := e.value(reflect.ValueOf(&a).Elem(), 0); err != nil {
 		return nil, err
 	}
@@ -236,6 +462,20 @@ func callMemoKey(k Keyer) (s string, err error) {
 	return k.MemoKey(), nil
 }
 
+// callMarshalText calls MarshalText, turning a panic into an error.
+func callMarshalText(m encoding.TextMarshaler) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("memo: MarshalText panicked: %v", r)
+		}
+	}()
+	b, err = m.MarshalText()
+	if err != nil {
+		err = fmt.Errorf("memo: MarshalText: %w", err)
+	}
+	return b, err
+}
+
 // canonEncoder writes the canonical form of a value: type-tagged,
 // length-prefixed, maps in sorted order, pointers followed, so that equal
 // arguments give equal bytes in every process and distinct ones never do.
@@ -246,38 +486,87 @@ type canonEncoder struct {
 
 const maxCanonDepth = 100
 
+// canonNaN is the one NaN of the canonical form: math.NaN()'s bits.
+const canonNaN = 0x7FF8000000000001
+
 func (e *canonEncoder) tag(t byte)              { e.buf[0] = t; e.w.Write(e.buf[:1]) }
 func (e *canonEncoder) u64(n uint64)            { binary.BigEndian.PutUint64(e.buf[:8], n); e.w.Write(e.buf[:8]) }
 func (e *canonEncoder) bytes(b []byte)          { e.u64(uint64(len(b))); e.w.Write(b) }
 func (e *canonEncoder) str(s string)            { e.u64(uint64(len(s))); io.WriteString(e.w, s) }
 func (e *canonEncoder) typeName(t reflect.Type) { e.str(t.PkgPath() + "." + t.String()) }
 
+// float writes f with -0 as +0 and every NaN as one.
+func (e *canonEncoder) float(f float64) {
+	switch {
+	case f == 0:
+		e.u64(0)
+	case f != f:
+		e.u64(canonNaN)
+	default:
+		e.u64(math.Float64bits(f))
+	}
+}
+
+// addressable returns a copy of v that can be addressed. v must not be
+// read-only.
+func addressable(v reflect.Value) reflect.Value {
+	c := reflect.New(v.Type()).Elem()
+	c.Set(v)
+	return c
+}
+
+// value writes v's canonical form. v is addressable: unexported fields are
+// read through their address, and values that are not addressable
+// (interface contents, map entries) are copied first.
 func (e *canonEncoder) value(v reflect.Value, depth int) error {
 	if depth > maxCanonDepth {
 		return errors.New("memo: argument nested too deeply (or cyclic) to key")
 	}
 	t := v.Type()
-	if t.Kind() != reflect.Interface && t.Kind() != reflect.Pointer && v.CanInterface() {
-		if t.Implements(keyerType) {
-			s, err := callMemoKey(v.Interface().(Keyer))
+	if !v.CanInterface() { // reached through an unexported field
+		if !v.CanAddr() {
+			return fmt.Errorf("memo: cannot read an unexported %v", t)
+		}
+		v = reflect.NewAt(t, unsafe.Pointer(v.UnsafeAddr())).Elem()
+	}
+	k := t.Kind()
+	if k != reflect.Interface && k != reflect.Pointer {
+		switch own := ownKeyMethod(t); own {
+		case ownKeyer, ownKeyerPtr:
+			var kr Keyer
+			if own == ownKeyerPtr {
+				// On a copy: a pointer receiver must not touch the caller's value.
+				kr = addressable(v).Addr().Interface().(Keyer)
+			} else {
+				kr = v.Interface().(Keyer)
+			}
+			s, err := callMemoKey(kr)
 			if err != nil {
-				return err
+				return fmt.Errorf("%w (keying %v)", err, t)
 			}
 			e.tag('K')
 			e.str(s)
 			return nil
-		}
-		if t.Implements(textMarshalerType) {
-			b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+		case ownText, ownTextPtr:
+			var m encoding.TextMarshaler
+			if own == ownTextPtr {
+				m = addressable(v).Addr().Interface().(encoding.TextMarshaler)
+			} else {
+				m = v.Interface().(encoding.TextMarshaler)
+			}
+			b, err := callMarshalText(m)
 			if err != nil {
-				return fmt.Errorf("memo: keying %v: %w", t, err)
+				return fmt.Errorf("%w (keying %v)", err, t)
 			}
 			e.tag('T')
 			e.bytes(b)
 			return nil
 		}
 	}
-	switch t.Kind() {
+	if syncType(t) {
+		return fmt.Errorf("memo: cannot key a %v: its state changes under concurrent use", t)
+	}
+	switch k {
 	case reflect.Bool:
 		e.tag('b')
 		if v.Bool() {
@@ -293,16 +582,12 @@ func (e *canonEncoder) value(v reflect.Value, depth int) error {
 		e.u64(v.Uint())
 	case reflect.Float32, reflect.Float64:
 		e.tag('f')
-		f := v.Float()
-		if f == 0 {
-			f = 0 // -0 and +0 are one key
-		}
-		e.u64(math.Float64bits(f))
+		e.float(v.Float())
 	case reflect.Complex64, reflect.Complex128:
 		e.tag('c')
 		c := v.Complex()
-		e.u64(math.Float64bits(real(c)))
-		e.u64(math.Float64bits(imag(c)))
+		e.float(real(c))
+		e.float(imag(c))
 	case reflect.String:
 		e.tag('s')
 		e.str(v.String())
@@ -320,7 +605,7 @@ func (e *canonEncoder) value(v reflect.Value, depth int) error {
 		}
 		e.tag('I')
 		e.typeName(v.Elem().Type())
-		return e.value(v.Elem(), depth+1)
+		return e.value(addressable(v.Elem()), depth+1)
 	case reflect.Slice:
 		if v.IsNil() {
 			e.tag('0')
@@ -328,7 +613,7 @@ func (e *canonEncoder) value(v reflect.Value, depth int) error {
 		}
 		fallthrough
 	case reflect.Array:
-		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
+		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice && ownKeyMethod(t.Elem()) == ownNone {
 			e.tag('B')
 			e.bytes(v.Bytes())
 			return nil
@@ -347,14 +632,17 @@ func (e *canonEncoder) value(v reflect.Value, depth int) error {
 		}
 		// Each pair is encoded on its own, then the pairs are sorted.
 		pairs := make([][]byte, 0, v.Len())
+		key, val := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
 		iter := v.MapRange()
 		for iter.Next() {
+			key.SetIterKey(iter)
+			val.SetIterValue(iter)
 			sub := &collect{}
 			se := canonEncoder{w: sub}
-			if err := se.value(iter.Key(), depth+1); err != nil {
+			if err := se.value(key, depth+1); err != nil {
 				return err
 			}
-			if err := se.value(iter.Value(), depth+1); err != nil {
+			if err := se.value(val, depth+1); err != nil {
 				return err
 			}
 			pairs = append(pairs, sub.b)
@@ -369,7 +657,7 @@ func (e *canonEncoder) value(v reflect.Value, depth int) error {
 		e.tag('{')
 		for i := range t.NumField() {
 			f := t.Field(i)
-			if !f.IsExported() || f.Tag.Get("memo") == "-" {
+			if f.Name == "_" || f.Tag.Get("memo") == "-" {
 				continue
 			}
 			e.str(f.Name)

@@ -56,19 +56,23 @@ func Expire(d time.Duration) Option {
 
 // Namespace sets the function's namespace: the middle part of its keys and
 // the unit that [Func.Clear] drops. The default is the function's package
-// path and name; anonymous functions must be given one. It must be
-// non-empty printable ASCII without spaces. Only per function: SetDefaults
-// panics on it.
+// path and name; closures, method values (svc.Get: every receiver has one
+// name) and generic functions (every instantiation has one name) have no
+// default and must be given one, so that no function is ever served
+// another's entries. It must be 1 to 150 bytes of printable ASCII without
+// spaces, so that every key fits in [MaxKeyLen]. Only per function:
+// SetDefaults panics on it.
 func Namespace(ns string) Option {
-	mustKeyPart("Namespace", ns, false)
+	mustKeyPart("Namespace", ns, false, maxNamespace)
 	return Option{"Namespace", func(c *config) { c.namespace = ns }}
 }
 
 // Prefix sets the first part of every key (default "memo"), to separate
-// applications sharing one store. Prefix("") leaves it out. It must be
-// printable ASCII without spaces.
+// applications sharing one store. Prefix("") leaves it out. It must be at
+// most 54 bytes of printable ASCII without spaces, so that every key fits
+// in [MaxKeyLen].
 func Prefix(p string) Option {
-	mustKeyPart("Prefix", p, true)
+	mustKeyPart("Prefix", p, true, maxPrefix)
 	return Option{"Prefix", func(c *config) { c.prefix = p }}
 }
 
@@ -147,9 +151,14 @@ func KeyFunc[A any](fn func(A) string) Option {
 	return Option{"KeyFunc", func(c *config) { c.keyFn = fn }}
 }
 
-func mustKeyPart(opt, s string, emptyOK bool) {
+// mustKeyPart panics unless s is a legal Prefix or Namespace: printable
+// ASCII without spaces, at most max bytes, and non-empty unless emptyOK.
+func mustKeyPart(opt, s string, emptyOK bool, max int) {
 	if s == "" && !emptyOK {
 		panic(fmt.Sprintf("memo: %s(%q): must not be empty", opt, s))
+	}
+	if len(s) > max {
+		panic(fmt.Sprintf("memo: %s(%.20q...): %d bytes, more than %d: keys must fit in %d bytes", opt, s, len(s), max, MaxKeyLen))
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c >= 0x7f {

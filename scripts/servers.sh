@@ -21,7 +21,11 @@ HOST=127.0.0.1
 OFFSET=${SERVERS_PORT_OFFSET:-0}
 [[ $OFFSET =~ ^[0-9]+$ ]] || { echo "servers.sh: SERVERS_PORT_OFFSET must be a number" >&2; exit 2; }
 REDIS_PORT=$((16379 + OFFSET))
-CLUSTER_PORTS=($((17000 + OFFSET)) $((17001 + OFFSET)) $((17002 + OFFSET)))
+# Redis Cluster: three masters (the addresses MEMO_REDIS_CLUSTER_ADDRS
+# names) and one replica of each, so that a master can fail over.
+CLUSTER_MASTER_PORTS=($((17000 + OFFSET)) $((17001 + OFFSET)) $((17002 + OFFSET)))
+CLUSTER_REPLICA_PORTS=($((17003 + OFFSET)) $((17004 + OFFSET)) $((17005 + OFFSET)))
+CLUSTER_PORTS=("${CLUSTER_MASTER_PORTS[@]}" "${CLUSTER_REPLICA_PORTS[@]}")
 MEMCACHED_PORT=$((21211 + OFFSET))
 DYNALITE_PORT=$((18000 + OFFSET))
 # What each server's /proc/PID/cmdline contains: a pidfile whose process
@@ -92,9 +96,23 @@ cluster_ok() {
 	redis-cli -h "$HOST" -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
 }
 
+# cluster_node_ready PORT: the node reports cluster_state:ok, sees three
+# replicas, and, if it is a replica, is in sync with its master.
+cluster_node_ready() {
+	cluster_ok "$1" || return 1
+	local replicas
+	replicas=$(redis-cli -h "$HOST" -p "$1" cluster nodes 2>/dev/null | grep -cE '[ ,]slave ') || true
+	[[ $replicas == "${#CLUSTER_REPLICA_PORTS[@]}" ]] || return 1
+	local repl
+	repl=$(redis-cli -h "$HOST" -p "$1" info replication 2>/dev/null) || return 1
+	if grep -q '^role:slave' <<<"$repl"; then
+		grep -q '^master_link_status:up' <<<"$repl" || return 1
+	fi
+}
+
 cluster_all_ok() {
 	local p
-	for p in "${CLUSTER_PORTS[@]}"; do cluster_ok "$p" || return 1; done
+	for p in "${CLUSTER_PORTS[@]}"; do cluster_node_ready "$p" || return 1; done
 }
 
 # stop_pidfile PIDFILE MARK: stops the process PIDFILE names (if it is
@@ -241,7 +259,7 @@ start_cluster() {
 		mkdir -p "$dir"
 		redis-server --port "$p" --bind "$HOST" --protected-mode yes \
 			--cluster-enabled yes --cluster-config-file nodes.conf \
-			--cluster-node-timeout 5000 \
+			--cluster-node-timeout 5000 --repl-diskless-sync-delay 0 \
 			--daemonize yes --pidfile "$(cluster_pidfile "$p")" --dir "$dir" \
 			--logfile "$dir/redis.log" --save "" --appendonly no >/dev/null ||
 			fail_start "redis cluster node $p" "$dir/redis.log" "redis-server exited with an error"
@@ -252,14 +270,22 @@ start_cluster() {
 		wait_for "redis cluster pidfile" 5 test -s "$(cluster_pidfile "$p")" ||
 			fail_start "redis cluster node $p" "$STATE/cluster/$p/redis.log" "no pidfile"
 	done
+	# redis-cli makes the first three addresses the masters and gives each
+	# one of the last three as its replica.
 	local addrs=()
 	for p in "${CLUSTER_PORTS[@]}"; do addrs+=("$HOST:$p"); done
-	redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+	redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
 		>"$STATE/cluster/create.log" 2>&1 ||
 		fail_start "redis cluster" "$STATE/cluster/create.log" "redis-cli --cluster create failed"
-	wait_for "cluster_state:ok on every cluster node" "$TIMEOUT" cluster_all_ok ||
-		fail_start "redis cluster" "$STATE/cluster/create.log" "cluster_state is not ok"
-	log "redis cluster listening on $HOST:${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[-1]}"
+	wait_for "cluster_state:ok and replicas in sync on every cluster node" "$TIMEOUT" cluster_all_ok ||
+		fail_start "redis cluster" "$STATE/cluster/create.log" "cluster_state is not ok or a replica is not in sync"
+	local p0 role
+	for p0 in "${CLUSTER_MASTER_PORTS[@]}"; do
+		role=$(redis-cli -h "$HOST" -p "$p0" role 2>/dev/null | head -n 1)
+		[[ $role == master ]] ||
+			fail_start "redis cluster" "$STATE/cluster/create.log" "node $HOST:$p0 is a $role, not a master"
+	done
+	log "redis cluster listening on $HOST:${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[-1]} (masters ${CLUSTER_MASTER_PORTS[*]}, replicas ${CLUSTER_REPLICA_PORTS[*]})"
 }
 
 start_memcached() {
@@ -331,7 +357,7 @@ cmd_stop() {
 
 cmd_env() {
 	local addrs=() p
-	for p in "${CLUSTER_PORTS[@]}"; do addrs+=("$HOST:$p"); done
+	for p in "${CLUSTER_MASTER_PORTS[@]}"; do addrs+=("$HOST:$p"); done
 	local IFS=,
 	cat <<-END
 		export MEMO_REDIS_ADDR=$HOST:$REDIS_PORT

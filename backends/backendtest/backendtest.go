@@ -1,15 +1,27 @@
-// Package backendtest is the conformance suite that every memo backend
-// passes identically: the in-memory default and the real servers alike.
+// Package backendtest is the conformance suite of memo backends, as
+// testing/fstest is for file systems: every backend that memo ships passes
+// it, on real servers and on in-process fakes, and a third-party
+// [memo.Backend] can run it too.
 //
-// A backend's test calls [Run] with a function that opens a fresh backend on
-// the target under test:
+// A backend's test calls [Run] with a [Factory] that opens a backend on the
+// store under test, and [Options] that state the backend's documented
+// limits:
 //
 //	func TestConformance(t *testing.T) {
-//		backendtest.Run(t, func(t *testing.T) memo.Backend { return New(client) })
+//		backendtest.Run(t, func(t *testing.T) memo.Backend {
+//			return mybackend.New(client)
+//		}, backendtest.Options{TooLarge: 2 << 20})
 //	}
 //
-// The suite uses keys under a namespace unique to each run, so it can share a
-// server with other tests. It is plain testing + cmp.
+// [Run] checks the byte-level contract of [memo.Backend] (and
+// [memo.Clearer]) and then runs [RunMemo], which checks memo itself over
+// the backend: typed round trips with both codecs, expiry, Forget, Clear,
+// corrupt entries and oversized values.
+//
+// The suite writes only keys under namespaces unique to each run
+// ("test:<name>.<random>.<pid>.<n>"), so it can share a server with other
+// tests and with other runs. It needs no server of its own and no
+// environment variables. It is plain testing and go-cmp.
 package backendtest
 
 import (
@@ -18,18 +30,20 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gomemo/memo"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
-// Factory opens a backend on the target under test. It may call t.Skip when
-// its server is absent (see [Require]).
+// Factory opens a backend on the store under test. The suite calls it once
+// per subtest, from that subtest's goroutine, and may use the backends it
+// returns concurrently. It may call t.Skip or t.Fatal when the store is
+// absent, and t.Cleanup to release what it opened. Backends it returns may
+// share one store: the suite's keys never collide across subtests.
 type Factory func(t *testing.T) memo.Backend
 
 // Options tune the suite to a backend's documented limits.
@@ -43,43 +57,35 @@ type Options struct {
 	// ExpirySlack is how long past a value's ttl it may still be readable
 	// (stores with whole-second expiry: about 2 s; default 50 ms).
 	ExpirySlack time.Duration
+	// Sleep, when set, is called instead of time.Sleep wherever the suite
+	// waits for stored values to expire. A fake store with a clock of its
+	// own (miniredis) advances that clock by d, and should also sleep d,
+	// since memo checks freshness against the real clock.
+	Sleep func(d time.Duration)
 }
 
-var (
-	runSeq atomic.Uint64
-	seed   = rand.Uint32()
-)
-
-// NS returns a namespace key unique to this process and call, so that runs
-// sharing a server never see each other's keys.
-func NS(t testing.TB, name string) string {
-	return fmt.Sprintf("test:%s.%x.%d.%d", name, seed, os.Getpid(), runSeq.Add(1))
-}
-
-// Require reads the address of a test server from the environment variable
-// env. Outside CI an unset variable skips the test; in CI (CI=true) it fails
-// it, since CI must run every backend.
-func Require(t testing.TB, env string) string {
-	t.Helper()
-	v := os.Getenv(env)
-	if v == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: CI must start this server (see scripts/servers.sh)", env)
-		}
-		t.Skipf("%s is not set; run `make test` to start the test servers", env)
+func (o Options) sleep(d time.Duration) {
+	if o.Sleep != nil {
+		o.Sleep(d)
+		return
 	}
-	return v
+	time.Sleep(d)
 }
 
-// Run runs the conformance suite against the backends f opens: the
-// backend's own contract, then memo over it ([RunMemo]).
+func ns(t testing.TB, name string) string { return testenv.NS(t, name) }
+
+// Run runs the conformance suite against the backends f opens, each case
+// as a subtest of t: Get, Set and Delete of binary values up to
+// o.MaxValue, overwrites, sub-second and no expiry, refusal of values of
+// o.TooLarge bytes with [memo.ErrTooLarge], Clear of one namespace (the
+// backend must implement [memo.Clearer]), concurrent use, already
+// cancelled contexts (every method must return an error wrapping
+// context.Canceled), and that Set does not retain its value; then memo over
+// the backend ([RunMemo]) as the subtest "Memo". Zero fields of o take
+// their documented defaults. Run takes a few seconds (it waits for values
+// to expire) and fails t's subtests on any deviation.
 func Run(t *testing.T, f Factory, o Options) {
-	if o.MaxValue == 0 {
-		o.MaxValue = 512 << 10
-	}
-	if o.ExpirySlack == 0 {
-		o.ExpirySlack = 50 * time.Millisecond
-	}
+	o = o.withDefaults()
 	tests := []struct {
 		name string
 		fn   func(*testing.T, memo.Backend, Options)
@@ -102,6 +108,16 @@ func Run(t *testing.T, f Factory, o Options) {
 		})
 	}
 	t.Run("Memo", func(t *testing.T) { RunMemo(t, f, o) })
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxValue == 0 {
+		o.MaxValue = 512 << 10
+	}
+	if o.ExpirySlack == 0 {
+		o.ExpirySlack = 50 * time.Millisecond
+	}
+	return o
 }
 
 func mustSet(t *testing.T, b memo.Backend, key string, v []byte, ttl time.Duration) {
@@ -134,16 +150,6 @@ func wantValue(t *testing.T, b memo.Backend, key string, want []byte) {
 	}
 }
 
-// WantGet fails t unless b holds want under key; want "" means a miss.
-func WantGet(t *testing.T, b memo.Backend, key, want string) {
-	t.Helper()
-	if want == "" {
-		wantMiss(t, b, key)
-		return
-	}
-	wantValue(t, b, key, []byte(want))
-}
-
 func wantMiss(t *testing.T, b memo.Backend, key string) {
 	t.Helper()
 	if got, ok := get(t, b, key); ok {
@@ -152,7 +158,7 @@ func wantMiss(t *testing.T, b memo.Backend, key string) {
 }
 
 func testGetSetDelete(t *testing.T, b memo.Backend, _ Options) {
-	ns := NS(t, "gsd")
+	ns := ns(t, "gsd")
 	k := ns + ":k1"
 	wantMiss(t, b, k)
 	mustSet(t, b, k, []byte("hello"), time.Minute)
@@ -167,7 +173,7 @@ func testGetSetDelete(t *testing.T, b memo.Backend, _ Options) {
 }
 
 func testBinaryValues(t *testing.T, b memo.Backend, o Options) {
-	ns := NS(t, "bin")
+	ns := ns(t, "bin")
 	all := make([]byte, 256)
 	for i := range all {
 		all[i] = byte(i)
@@ -201,7 +207,7 @@ func testBinaryValues(t *testing.T, b memo.Backend, o Options) {
 }
 
 func testOverwrite(t *testing.T, b memo.Backend, _ Options) {
-	k := NS(t, "ow") + ":k"
+	k := ns(t, "ow") + ":k"
 	mustSet(t, b, k, []byte("one"), time.Minute)
 	mustSet(t, b, k, []byte("two-longer"), time.Minute)
 	wantValue(t, b, k, []byte("two-longer"))
@@ -210,7 +216,7 @@ func testOverwrite(t *testing.T, b memo.Backend, _ Options) {
 }
 
 func testSubSecondExpiry(t *testing.T, b memo.Backend, o Options) {
-	ns := NS(t, "exp")
+	ns := ns(t, "exp")
 	k, long := ns+":short", ns+":long"
 	ttl := 300 * time.Millisecond
 	mustSet(t, b, k, []byte("v"), ttl)
@@ -224,13 +230,13 @@ func testSubSecondExpiry(t *testing.T, b memo.Backend, o Options) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Get(%q) still hits %v after a %v ttl", k, ttl+o.ExpirySlack+time.Second, ttl)
 		}
-		time.Sleep(20 * time.Millisecond)
+		o.sleep(20 * time.Millisecond)
 	}
 	wantValue(t, b, long, []byte("v"))
 }
 
 func testNoExpiry(t *testing.T, b memo.Backend, _ Options) {
-	k := NS(t, "noexp") + ":k"
+	k := ns(t, "noexp") + ":k"
 	mustSet(t, b, k, []byte("forever"), 0)
 	wantValue(t, b, k, []byte("forever"))
 }
@@ -239,7 +245,7 @@ func testTooLarge(t *testing.T, b memo.Backend, o Options) {
 	if o.TooLarge <= 0 {
 		t.Skip("backend has no item size limit")
 	}
-	k := NS(t, "big") + ":k"
+	k := ns(t, "big") + ":k"
 	err := b.Set(context.Background(), k, make([]byte, o.TooLarge), time.Minute)
 	if !errors.Is(err, memo.ErrTooLarge) {
 		t.Fatalf("Set(%d bytes) = %v, want an error wrapping memo.ErrTooLarge", o.TooLarge, err)
@@ -252,7 +258,7 @@ func testClear(t *testing.T, b memo.Backend, _ Options) {
 	if !ok {
 		t.Fatalf("%T does not implement memo.Clearer; every backend memo ships must", b)
 	}
-	base := NS(t, "clr")
+	base := ns(t, "clr")
 	a, ab, nested, other := base+".a", base+".ab", base+".a:sub", base+".other"
 	const n = 120 // more than one SCAN / batch page on small settings
 	for i := range n {
@@ -279,7 +285,7 @@ func testClear(t *testing.T, b memo.Backend, _ Options) {
 }
 
 func testConcurrent(t *testing.T, b memo.Backend, _ Options) {
-	ns := NS(t, "conc")
+	ns := ns(t, "conc")
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for g := range 16 {
@@ -314,7 +320,7 @@ func testConcurrent(t *testing.T, b memo.Backend, _ Options) {
 }
 
 func testCancelled(t *testing.T, b memo.Backend, _ Options) {
-	k := NS(t, "cancel") + ":k"
+	k := ns(t, "cancel") + ":k"
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, _, err := b.Get(ctx, k); !errors.Is(err, context.Canceled) {
@@ -327,7 +333,7 @@ func testCancelled(t *testing.T, b memo.Backend, _ Options) {
 		t.Errorf("Delete(cancelled ctx) = %v, want context.Canceled", err)
 	}
 	if c, ok := b.(memo.Clearer); ok {
-		if err := c.Clear(ctx, NS(t, "cancel")); !errors.Is(err, context.Canceled) {
+		if err := c.Clear(ctx, ns(t, "cancel")); !errors.Is(err, context.Canceled) {
 			t.Errorf("Clear(cancelled ctx) = %v, want context.Canceled", err)
 		}
 	}
@@ -335,7 +341,7 @@ func testCancelled(t *testing.T, b memo.Backend, _ Options) {
 }
 
 func testNotRetained(t *testing.T, b memo.Backend, _ Options) {
-	k := NS(t, "retain") + ":k"
+	k := ns(t, "retain") + ":k"
 	v := []byte("original")
 	mustSet(t, b, k, v, time.Minute)
 	copy(v, "MUTATED!")

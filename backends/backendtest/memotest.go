@@ -12,25 +12,26 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gomemo/memo"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
-// Item is the result type of the memo-level tests: nested values, pointers,
-// slices, maps, times and bytes.
-type Item struct {
+// testItem is the result type of the memo-level tests: nested values,
+// pointers, slices, maps, times and bytes.
+type testItem struct {
 	ID      int64
 	Name    string
 	Tags    []string
 	Attrs   map[string]int
-	Parent  *Item
+	Parent  *testItem
 	Blob    []byte
 	Created time.Time
 }
 
-func item(id int64) Item {
-	return Item{
+func item(id int64) testItem {
+	return testItem{
 		ID: id, Name: fmt.Sprintf("item %d", id), Tags: []string{"a", "b"},
 		Attrs:   map[string]int{"x": 1},
-		Parent:  &Item{ID: id * 10, Name: "parent"},
+		Parent:  &testItem{ID: id * 10, Name: "parent"},
 		Blob:    []byte{0, 1, 0xff},
 		Created: time.Date(2026, 11, 25, 8, 0, 0, 999, time.UTC),
 	}
@@ -54,16 +55,22 @@ func (f *faults) all() []error {
 	return append([]error(nil), f.errs...)
 }
 
-// RunMemo runs memo itself over the backends f opens: typed round trips
-// with both codecs, expiry and remaining TTL, Forget, Clear, corrupt
-// entries and oversized values.
+// RunMemo runs memo itself over the backends f opens, each case as a
+// subtest of t: typed round trips with both codecs (every caller gets its
+// own copy, fn runs once), expiry and the remaining TTL that Lookup
+// reports, Forget and Clear (which must leave a namespace that the cleared
+// one is a prefix of alone), corrupt entries (answered by fn, reported,
+// overwritten) and values of o.TooLarge bytes (answered, reported as
+// [memo.ErrTooLarge]). [Run] calls it; call it alone to check memo over a
+// backend without the byte-level cases.
 func RunMemo(t *testing.T, f Factory, o Options) {
+	o = o.withDefaults()
 	t.Run("RoundTrip", func(t *testing.T) {
 		b := f(t)
 		for _, codec := range []memo.Codec{memo.JSON, memo.Msgpack} {
 			var runs atomic.Int64
-			fn := memo.New(func(_ context.Context, id int64) (Item, error) { runs.Add(1); return item(id), nil },
-				memo.Namespace(NS(t, "rt")), memo.WithBackend(b), memo.WithCodec(codec), memo.Expire(time.Minute))
+			fn := memo.New(func(_ context.Context, id int64) (testItem, error) { runs.Add(1); return item(id), nil },
+				memo.Namespace(ns(t, "rt")), memo.WithBackend(b), memo.WithCodec(codec), memo.Expire(time.Minute))
 			ctx := context.Background()
 			for i := range 3 {
 				got, err := fn.Call(ctx, 5)
@@ -84,10 +91,10 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 		b := f(t)
 		var runs atomic.Int64
 		fn := memo.New(func(_ context.Context, id int64) (int64, error) { return runs.Add(1), nil },
-			memo.Namespace(NS(t, "ttl")), memo.WithBackend(b), memo.Expire(400*time.Millisecond))
+			memo.Namespace(ns(t, "ttl")), memo.WithBackend(b), memo.Expire(400*time.Millisecond))
 		ctx := context.Background()
 		fn.Call(ctx, 1)
-		WaitStored(t, b, fn.Key(1))
+		testenv.WaitStored(t, b, fn.Key(1))
 		e, err := fn.Lookup(ctx, 1, memo.UseCache)
 		if err != nil || !e.Hit {
 			t.Fatalf("Lookup right after the miss = %+v, %v; want a hit", e, err)
@@ -95,7 +102,7 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 		if rem := time.Until(e.FreshUntil); rem <= 0 || rem > 400*time.Millisecond {
 			t.Fatalf("remaining TTL = %v, want in (0, 400ms]", rem)
 		}
-		time.Sleep(500 * time.Millisecond)
+		o.sleep(500 * time.Millisecond)
 		if got, _ := fn.Call(ctx, 1); got != 2 {
 			t.Fatalf("Call after a 400ms expiry = %d, want 2 (recomputed); memo must check fresh-until itself", got)
 		}
@@ -103,7 +110,7 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 	t.Run("ForgetClear", func(t *testing.T) {
 		b := f(t)
 		var runs atomic.Int64
-		base := NS(t, "fc")
+		base := ns(t, "fc")
 		mk := func(ns string) *memo.Func[int64, int64] {
 			return memo.New(func(_ context.Context, id int64) (int64, error) { runs.Add(1); return id, nil },
 				memo.Namespace(ns), memo.WithBackend(b), memo.Expire(time.Minute))
@@ -144,8 +151,8 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 	t.Run("CorruptEntry", func(t *testing.T) {
 		b := f(t)
 		var fl faults
-		fn := memo.New(func(_ context.Context, id int64) (Item, error) { return item(id), nil },
-			memo.Namespace(NS(t, "corrupt")), memo.WithBackend(b), memo.OnError(fl.hook))
+		fn := memo.New(func(_ context.Context, id int64) (testItem, error) { return item(id), nil },
+			memo.Namespace(ns(t, "corrupt")), memo.WithBackend(b), memo.OnError(fl.hook))
 		ctx := context.Background()
 		for _, bad := range [][]byte{[]byte("garbage"), {'m', 1}, {'m', 9, 0, 0}} {
 			if err := b.Set(ctx, fn.Key(1), bad, time.Minute); err != nil {
@@ -172,7 +179,7 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 		b := f(t)
 		var fl faults
 		fn := memo.New(func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil },
-			memo.Namespace(NS(t, "large")), memo.WithBackend(b), memo.OnError(fl.hook), memo.WithCodec(memo.Msgpack))
+			memo.Namespace(ns(t, "large")), memo.WithBackend(b), memo.OnError(fl.hook), memo.WithCodec(memo.Msgpack))
 		got, err := fn.Call(context.Background(), o.TooLarge)
 		if err != nil || len(got) != o.TooLarge {
 			t.Fatalf("Call(%d) = %d bytes, %v; want the value from fn", o.TooLarge, len(got), err)
@@ -188,19 +195,4 @@ func RunMemo(t *testing.T, f Factory, o Options) {
 			t.Fatalf("reported %v, want one error wrapping memo.ErrTooLarge", errs)
 		}
 	})
-}
-
-// WaitStored waits until b holds key: memo answers a miss before its write
-// to a remote backend lands, so a test that reads the store right after a
-// call waits for it first.
-func WaitStored(t testing.TB, b memo.Backend, key string) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		if _, ok, err := b.Get(context.Background(), key); err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%q was not stored within 5 s of the call", key)
-		}
-	}
 }

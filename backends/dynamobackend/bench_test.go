@@ -10,17 +10,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/gomemo/memo"
-	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/dynamobackend"
+	"github.com/gomemo/memo/internal/benchutil"
 )
 
 // BenchmarkMemoHit measures a memo hit through DynamoDB beside the raw
 // client's GetItem of the same item (same key, consistent read, as the
-// backend asks); see backendtest.BenchMemoHit.
+// backend asks); see benchutil.BenchMemoHit.
 func BenchmarkMemoHit(b *testing.B) {
 	client := newClient(b)
 	table := newTable(b, client)
-	backendtest.BenchMemoHit(b, dynamobackend.New(client, table), func(_ *testing.B, key string) func(context.Context) ([]byte, error) {
+	benchutil.BenchMemoHit(b, dynamobackend.New(client, table), func(_ *testing.B, key string) func(context.Context) ([]byte, error) {
 		part, id, _ := memo.SplitKey(key)
 		in := &dynamodb.GetItemInput{
 			TableName: &table,

@@ -105,27 +105,58 @@ var (
 	_ memo.Clearer = (*Backend)(nil)
 )
 
-// Option configures a [Backend] in [New].
-type Option func(*Backend)
+// Option configures a [Backend] in [New]. Options are values, made by
+// [ConsistentRead]; when the same option is given twice the last one wins.
+// The zero Option is invalid: New panics on it.
+type Option struct {
+	apply func(*Backend)
+}
 
 // ConsistentRead chooses strongly consistent reads for Get (true, the
 // default) or eventually consistent ones (false: half the read capacity,
 // but a Get may miss a recent Set or still see a recent Delete or Clear).
 // Clear always queries with consistent reads.
 func ConsistentRead(on bool) Option {
-	return func(b *Backend) { b.consistent = on }
+	return Option{func(b *Backend) { b.consistent = on }}
 }
 
-// New returns a backend that stores in table through client. The table must
-// exist with the layout described in the package documentation (see
-// [CreateTable]). The caller keeps ownership of client, whose retryer and
-// HTTP timeouts apply to every call.
+// New returns a backend that stores in table through client, configured
+// by opts. The table must exist with the layout described in the package
+// documentation (see [CreateTable]); New makes no request and does not
+// check it. The caller keeps ownership of client, whose retryer and HTTP
+// timeouts apply to every call. New panics with a "dynamobackend: ..."
+// message on a nil client, a table name that DynamoDB would refuse (3 to
+// 255 characters of a-z, A-Z, 0-9, '_', '-' and '.'), or a zero Option.
 func New(client *dynamodb.Client, table string, opts ...Option) *Backend {
+	if client == nil {
+		panic("dynamobackend: New(nil, ...): a *dynamodb.Client is required")
+	}
+	if err := checkTableName(table); err != nil {
+		panic(fmt.Sprintf("dynamobackend: New: table name %q: %v", table, err))
+	}
 	b := &Backend{client: client, table: table, consistent: true, maxItem: MaxItemSize}
-	for _, o := range opts {
-		o(b)
+	for i, o := range opts {
+		if o.apply == nil {
+			panic(fmt.Sprintf("dynamobackend: New: option %d is the zero Option; make options with ConsistentRead", i))
+		}
+		o.apply(b)
 	}
 	return b
+}
+
+// checkTableName reports why DynamoDB would refuse name as a table name.
+func checkTableName(name string) error {
+	if len(name) < 3 || len(name) > 255 {
+		return fmt.Errorf("%d characters, want 3 to 255", len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-', c == '.':
+		default:
+			return fmt.Errorf("character %q at %d, want a-z, A-Z, 0-9, '_', '-' or '.'", c, i)
+		}
+	}
+	return nil
 }
 
 // Get returns the value stored under key with one GetItem. A missing item,

@@ -24,13 +24,14 @@ import (
 	"github.com/gomemo/memo"
 	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/dynamobackend"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
 // newClient returns a client for the server at MEMO_DYNAMODB_ENDPOINT, or
 // skips (fails in CI) when it is unset. optFns adjust the client options.
 func newClient(t testing.TB, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
 	t.Helper()
-	endpoint := backendtest.Require(t, "MEMO_DYNAMODB_ENDPOINT")
+	endpoint := testenv.Require(t, "MEMO_DYNAMODB_ENDPOINT")
 	cfg := aws.Config{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("x", "x", ""),
@@ -82,7 +83,7 @@ func TestConsistentReadOption(t *testing.T) {
 	}
 	client := newClient(t, func(o *dynamodb.Options) { o.HTTPClient = ic })
 	table := newTable(t, client)
-	k := backendtest.NS(t, "consistent") + ":k"
+	k := testenv.NS(t, "consistent") + ":k"
 	for _, c := range []struct {
 		b    *dynamobackend.Backend
 		want string
@@ -90,7 +91,7 @@ func TestConsistentReadOption(t *testing.T) {
 		{dynamobackend.New(client, table), `"ConsistentRead":true`},
 		{dynamobackend.New(client, table, dynamobackend.ConsistentRead(false)), `"ConsistentRead":false`},
 	} {
-		backendtest.WantGet(t, c.b, k, "")
+		testenv.WantGet(t, c.b, k, "")
 		if body, _ := last.Load().(string); !strings.Contains(body, c.want) {
 			t.Errorf("GetItem request %s, want %s", body, c.want)
 		}
@@ -169,7 +170,7 @@ func TestExpiredNotYetDeleted(t *testing.T) {
 	client := newClient(t)
 	table := newTable(t, client)
 	b := dynamobackend.New(client, table)
-	ns := backendtest.NS(t, "expired")
+	ns := testenv.NS(t, "expired")
 	past, future := time.Now().Add(-time.Second), time.Now().Add(time.Hour)
 	putRaw(t, client, table, ns, "old", map[string]types.AttributeValue{
 		dynamobackend.AttrExpiry:       num(past.Unix() + 1), // rounded up, still in the past's second
@@ -180,9 +181,9 @@ func TestExpiredNotYetDeleted(t *testing.T) {
 		dynamobackend.AttrExpiryMillis: num(future.UnixMilli()),
 	})
 	putRaw(t, client, table, ns, "forever", nil)
-	backendtest.WantGet(t, b, ns+":old", "")
-	backendtest.WantGet(t, b, ns+":fresh", "v")
-	backendtest.WantGet(t, b, ns+":forever", "v")
+	testenv.WantGet(t, b, ns+":old", "")
+	testenv.WantGet(t, b, ns+":fresh", "v")
+	testenv.WantGet(t, b, ns+":forever", "v")
 }
 
 // TestStoredItem checks the stored attributes: exp and expms rounded up,
@@ -192,7 +193,7 @@ func TestStoredItem(t *testing.T) {
 	table := newTable(t, client)
 	b := dynamobackend.New(client, table)
 	ctx := context.Background()
-	ns := backendtest.NS(t, "stored")
+	ns := testenv.NS(t, "stored")
 	before := time.Now()
 	if err := b.Set(ctx, ns+":ttl", []byte("v"), 1500*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -243,7 +244,7 @@ func TestClearPages(t *testing.T) {
 	b := dynamobackend.New(client, table)
 	dynamobackend.SetLimits(b, 0, 7)
 	ctx := context.Background()
-	ns, other := backendtest.NS(t, "pages"), backendtest.NS(t, "pages-other")
+	ns, other := testenv.NS(t, "pages"), testenv.NS(t, "pages-other")
 	for i := range 120 {
 		for _, n := range []string{ns, other} {
 			if err := b.Set(ctx, fmt.Sprintf("%s:%d", n, i), []byte("x"), time.Hour); err != nil {
@@ -332,7 +333,7 @@ func TestClearRetriesUnprocessed(t *testing.T) {
 	table := newTable(t, client)
 	b := dynamobackend.New(client, table)
 	ctx := context.Background()
-	ns := backendtest.NS(t, "unprocessed")
+	ns := testenv.NS(t, "unprocessed")
 	for i := range 60 {
 		if err := b.Set(ctx, fmt.Sprintf("%s:%d", ns, i), []byte("x"), time.Hour); err != nil {
 			t.Fatal(err)
@@ -384,7 +385,7 @@ func TestCancelInFlight(t *testing.T) {
 	client := newClient(t, func(o *dynamodb.Options) { o.HTTPClient = ic })
 	table := newTable(t, client)
 	b := dynamobackend.New(client, table)
-	ns := backendtest.NS(t, "inflight")
+	ns := testenv.NS(t, "inflight")
 	for _, target := range []string{"GetItem", "PutItem", "DeleteItem", "Query"} {
 		ic.target, ic.fn = target, slow
 		ctx, cancel := context.WithCancel(context.Background())
@@ -414,7 +415,7 @@ func TestServerTooLarge(t *testing.T) {
 	table := newTable(t, client)
 	b := dynamobackend.New(client, table)
 	dynamobackend.SetLimits(b, 10<<20, 0)
-	err := b.Set(context.Background(), backendtest.NS(t, "srvbig")+":k", make([]byte, 450<<10), time.Minute)
+	err := b.Set(context.Background(), testenv.NS(t, "srvbig")+":k", make([]byte, 450<<10), time.Minute)
 	if !errors.Is(err, memo.ErrTooLarge) {
 		t.Fatalf("Set(450 KiB) = %v, want ErrTooLarge", err)
 	}
@@ -427,7 +428,7 @@ func TestLimit(t *testing.T) {
 	table := newTable(t, client)
 	b := dynamobackend.New(client, table)
 	ctx := context.Background()
-	ns := backendtest.NS(t, "limit")
+	ns := testenv.NS(t, "limit")
 	k := ns + ":k"
 	var max int
 	for n := dynamobackend.MaxItemSize; n > 0; n-- {
@@ -459,14 +460,14 @@ func TestKeys(t *testing.T) {
 		}
 	}
 	for _, k := range []string{":x", "ns:", ":", "a:b:c"} {
-		backendtest.WantGet(t, b, k, k)
+		testenv.WantGet(t, b, k, k)
 	}
 	if err := b.Clear(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WantGet(t, b, ":x", "")
-	backendtest.WantGet(t, b, ":", "")
-	backendtest.WantGet(t, b, "ns:", "ns:")
+	testenv.WantGet(t, b, ":x", "")
+	testenv.WantGet(t, b, ":", "")
+	testenv.WantGet(t, b, "ns:", "ns:")
 	for _, k := range []string{"nocolon", "a b:c", "a:b\x00", "a:\xff"} {
 		if err := b.Set(ctx, k, []byte("v"), time.Minute); err == nil {
 			t.Errorf("Set(%q) = nil, want an error", k)
@@ -478,7 +479,7 @@ func TestKeys(t *testing.T) {
 	if err := b.Clear(ctx, " "); err != nil {
 		t.Errorf("Clear(\" \") = %v, want nil (nothing there)", err)
 	}
-	backendtest.WantGet(t, b, "ns:", "ns:")
+	testenv.WantGet(t, b, "ns:", "ns:")
 	if err := b.Set(ctx, "ns:k", []byte("v"), -time.Second); err == nil {
 		t.Error("Set(negative ttl) = nil, want an error")
 	}
@@ -491,7 +492,7 @@ func BenchmarkGet(b *testing.B) {
 	table := newTable(b, client)
 	be := dynamobackend.New(client, table)
 	ctx := context.Background()
-	ns := backendtest.NS(b, "bench")
+	ns := testenv.NS(b, "bench")
 	if err := be.Set(ctx, ns+":k", bytes.Repeat([]byte("v"), 200), time.Hour); err != nil {
 		b.Fatal(err)
 	}

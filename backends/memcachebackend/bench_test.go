@@ -4,17 +4,17 @@ import (
 	"context"
 	"testing"
 
-	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/memcachebackend"
+	"github.com/gomemo/memo/internal/benchutil"
 )
 
 // BenchmarkMemoHit measures a memo hit through Memcached beside the raw
 // client's Get of the same stored key (the namespace generation is part of
-// it); see backendtest.BenchMemoHit.
+// it); see benchutil.BenchMemoHit.
 func BenchmarkMemoHit(b *testing.B) {
-	c := newClient(b)
+	c := newClient(b, realAddr(b))
 	be := memcachebackend.New(c)
-	backendtest.BenchMemoHit(b, be, func(b *testing.B, key string) func(context.Context) ([]byte, error) {
+	benchutil.BenchMemoHit(b, be, func(b *testing.B, key string) func(context.Context) ([]byte, error) {
 		sk, err := memcachebackend.StoredKey(context.Background(), be, key)
 		if err != nil {
 			b.Fatal(err)

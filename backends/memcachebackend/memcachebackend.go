@@ -81,11 +81,32 @@
 //
 // # Contexts and timeouts
 //
-// gomemcache has no context support. Every method returns an error wrapping
-// ctx.Err() when ctx has already ended before a round trip starts (and a
-// caller waiting for another's refresh of the generation stops waiting when
-// its ctx ends), but a request in flight is bounded only by the client's
-// Timeout (500ms by default), not by ctx's deadline.
+// gomemcache has no context support: a request on the wire ends only when
+// the server answers or the client's Timeout (500ms by default, per dial
+// and per request) passes. So that ctx bounds every method all the same,
+// a method whose ctx can end (ctx.Done() is not nil) makes its round trips
+// on a goroutine of its own and waits for them or for ctx, whichever comes
+// first: when ctx ends first, the method returns at once with an error
+// wrapping ctx.Err(), and the abandoned request runs on until it completes
+// or the client's Timeout ends it (a few times Timeout at most: a dial,
+// then each round trip), with no effect on the caller. Its outcome is
+// lost: a Set or Delete abandoned that way may or may not take effect, a
+// Clear too (and then this Backend's cached generation is dropped only if
+// the increment failed). A stalled server thus costs a caller at most its
+// ctx's deadline, and holds one goroutine and one connection per
+// abandoned call for up to the client's Timeout; keep Timeout short. With
+// a ctx that never ends (context.Background()), methods call the client on
+// the caller's goroutine.
+//
+// The hand-off costs a hit two scheduler wake-ups, more than the rest of
+// the backend's work. A Get or Set that is one request (the generation is
+// cached) therefore runs on the caller's goroutine when the client's
+// Timeout ends it before ctx's deadline anyway: when twice the client's
+// Timeout (a dial and a round trip) is at most the time ctx has left. Set
+// the client's Timeout to at most half of memo.Timeout to keep hits on
+// that fast path; ctx's deadline then still bounds them, but a
+// cancellation of ctx before its deadline is noticed only when the request
+// ends, within twice the client's Timeout.
 //
 // # Several servers
 //
@@ -100,6 +121,7 @@
 package memcachebackend
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -158,6 +180,7 @@ type Backend struct {
 	client  *memcache.Client
 	maxItem int
 	refresh time.Duration
+	worst   time.Duration // the longest one request can take: a dial and a round trip
 
 	mu      sync.RWMutex
 	gens    map[string]*nsGen // cached generations, by namespace
@@ -169,21 +192,31 @@ var (
 	_ memo.Clearer = (*Backend)(nil)
 )
 
-// Option configures a [Backend] in [New].
-type Option func(*Backend)
+// Option configures a [Backend] in [New]. Options are values, made by
+// [MaxItemSize] and [GenerationRefresh], which validate their argument and
+// panic with a "memcachebackend: ..." message on an invalid one; when the
+// same option is given twice the last one wins. The zero Option is
+// invalid: New panics on it.
+type Option struct {
+	apply func(*Backend)
+}
+
+// minItemSize is the smallest item size limit that MaxItemSize accepts:
+// below it, not even an empty value under the longest key fits.
+const minItemSize = maxKeyLen + itemOverhead
 
 // MaxItemSize tells the backend the server's item size limit in bytes
 // (Memcached's -I option; [DefaultMaxItemSize] when not given). Set refuses,
 // without a round trip, a value whose item would exceed it: the stored key
 // (at most the key plus 15 bytes, and at most 250), the value and
 // Memcached's per-item overhead. When servers with different limits share a
-// client, give the smallest. A non-positive n leaves the default.
+// client, give the smallest. It panics unless n is at least 314 (an empty
+// value under the longest key); Memcached's own minimum is 1 KiB.
 func MaxItemSize(n int) Option {
-	return func(b *Backend) {
-		if n > 0 {
-			b.maxItem = n
-		}
+	if n < minItemSize {
+		panic(fmt.Sprintf("memcachebackend: MaxItemSize(%d): less than %d bytes, the longest key and the per-item overhead", n, minItemSize))
 	}
+	return Option{func(b *Backend) { b.maxItem = n }}
 }
 
 // GenerationRefresh sets how long the backend uses a namespace's cached
@@ -192,45 +225,119 @@ func MaxItemSize(n int) Option {
 // [Backend.Clear] by another process (or another Backend) this one may
 // still read and write the namespace's old entries (d, plus the time a
 // refresh takes); a Clear through this
-// Backend is seen at once whatever d. A d of 0 (or less) caches nothing:
-// every Get and Set reads the counter first, a second round trip, and
-// every process sees a Clear as soon as it returns.
+// Backend is seen at once whatever d. A d of 0 caches nothing: every Get
+// and Set reads the counter first, a second round trip, and every process
+// sees a Clear as soon as it returns. A negative d panics.
 func GenerationRefresh(d time.Duration) Option {
-	return func(b *Backend) { b.refresh = max(d, 0) }
+	if d < 0 {
+		panic(fmt.Sprintf("memcachebackend: GenerationRefresh(%v): negative duration", d))
+	}
+	return Option{func(b *Backend) { b.refresh = d }}
 }
 
-// New returns a backend that stores through client. The caller keeps
-// ownership of client (its Timeout, MaxIdleConns and Close); set
+// New returns a backend that stores through client, configured by opts.
+// The caller keeps ownership of client (its Timeout, MaxIdleConns and
+// Close) and must not change its fields once the Backend is in use; set
 // MaxIdleConns to about the number of concurrent callers, or connections
-// are redialled.
+// are redialled, and Timeout to what a stalled server may hold a
+// goroutine and a connection (see the package documentation). New makes
+// no request. It panics with a "memcachebackend: ..." message on a nil
+// client or a zero Option.
 func New(client *memcache.Client, opts ...Option) *Backend {
+	if client == nil {
+		panic("memcachebackend: New(nil): a *memcache.Client is required")
+	}
+	timeout := client.Timeout
+	if timeout <= 0 {
+		timeout = memcache.DefaultTimeout
+	}
 	b := &Backend{
 		client:  client,
+		worst:   2 * timeout,
 		maxItem: DefaultMaxItemSize,
 		refresh: DefaultGenerationRefresh,
 		gens:    map[string]*nsGen{},
 		sweepAt: sweepMin,
 	}
-	for _, o := range opts {
-		o(b)
+	for i, o := range opts {
+		if o.apply == nil {
+			panic(fmt.Sprintf("memcachebackend: New: option %d is the zero Option; make options with MaxItemSize or GenerationRefresh", i))
+		}
+		o.apply(b)
 	}
 	return b
 }
 
-// DeadlineBounded reports true: gomemcache bounds every round trip by the
-// client's Timeout and cannot watch ctx, so a timer per call from memo
-// would only cost time. Set the client's Timeout to what a stalled server
-// may cost a caller (memo.Timeout does not shorten it).
-func (b *Backend) DeadlineBounded() bool { return true }
+// inline reports whether one request (a dial and a round trip) may run on
+// the caller's goroutine: when ctx cannot end, or when the client's Timeout
+// ends the request before ctx's deadline anyway. A goroutine hand-off costs
+// a hit more than the rest of the backend's work (two scheduler wake-ups),
+// so a client whose Timeout is at most half of memo's keeps hits on the
+// caller's goroutine; ctx's deadline still bounds them, but a cancellation
+// before it is noticed only when the request ends.
+func (b *Backend) inline(ctx context.Context) bool {
+	if ctx.Done() == nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) >= b.worst
+}
+
+// result is the outcome of a round trip run by bounded.
+type result[T any] struct {
+	v   T
+	err error
+}
+
+// bounded runs fn, which makes round trips through the client, and returns
+// its outcome, or ctx.Err() as soon as ctx ends if that comes first. When
+// ctx can end, fn runs on a goroutine of its own, which outlives an
+// abandoned call until the client's Timeout ends fn; a panic in fn is
+// returned as an error, never left to kill the process.
+func bounded[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	done := ctx.Done()
+	if done == nil {
+		return fn()
+	}
+	return handoff(ctx, done, fn)
+}
+
+// handoff runs fn on a goroutine of its own and waits for it or for done.
+func handoff[T any](ctx context.Context, done <-chan struct{}, fn func() (T, error)) (T, error) {
+	ch := make(chan result[T], 1)
+	go func() {
+		var r result[T]
+		defer func() {
+			if p := recover(); p != nil {
+				r.err = fmt.Errorf("panic in gomemcache: %v", p)
+			}
+			ch <- r
+		}()
+		r.v, r.err = fn()
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-done:
+		select {
+		case r := <-ch: // finished as ctx ended: keep the answer
+			return r.v, r.err
+		default:
+		}
+		var zero T
+		return zero, ctx.Err()
+	}
+}
 
 // Get returns the value stored under key, or a miss when there is none, when
 // it has expired, or when it was written before the last [Backend.Clear] of
 // its namespace that this Backend has seen (see the package documentation).
 // With the namespace's generation cached it costs one "get"; otherwise the
-// counter is read first. The returned slice is the caller's to read.
-// Errors: ctx already ended (wrapping ctx.Err()), a key without ':' or with
-// spaces or control characters, network failures and timeouts, a malformed
-// generation counter.
+// counter is read first. The returned slice is the caller's. Get returns
+// when ctx ends, whatever the server does (see the package documentation).
+// Errors: ctx ended (wrapping ctx.Err()), a key without ':' or with spaces
+// or control characters, network failures and the client's timeouts, a
+// malformed generation counter.
 func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
@@ -247,7 +354,12 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
 	}
-	it, err := b.client.Get(pk)
+	var it *memcache.Item
+	if b.inline(ctx) {
+		it, err = b.client.Get(pk)
+	} else {
+		it, err = handoff(ctx, ctx.Done(), func() (*memcache.Item, error) { return b.client.Get(pk) })
+	}
 	if err != nil {
 		if errors.Is(err, memcache.ErrCacheMiss) {
 			return nil, false, nil
@@ -267,9 +379,11 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 // package documentation). A value too large for the server is not stored
 // and returns an error wrapping [memo.ErrTooLarge]; when the server (not the
 // local check) refuses it, Memcached also drops any previous value under
-// key. Other errors: ctx already ended (wrapping ctx.Err()), a negative
-// ttl, a key without ':' or with spaces or control characters, network
-// failures and timeouts. Set does not retain value.
+// key. Other errors: ctx ended (wrapping ctx.Err()), a negative ttl, a key
+// without ':' or with spaces or control characters, network failures and
+// the client's timeouts. Set returns when ctx ends, whatever the server
+// does; a write abandoned then may still land. Set does not retain value
+// (when ctx can end, it sends a copy).
 func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: set %q: %w", key, err)
@@ -293,9 +407,16 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	if err != nil {
 		return fmt.Errorf("memcachebackend: set %q: %w", key, err)
 	}
-	// gomemcache writes Value to the connection before Set returns and
-	// keeps no reference to it.
-	err = b.client.Set(&memcache.Item{Key: pk, Value: value, Expiration: expiration(ttl, time.Now())})
+	// gomemcache writes Value to the connection before its Set returns and
+	// keeps no reference to it; but a write that ctx abandons goes on
+	// after this Set returns, so it gets a copy.
+	item := &memcache.Item{Key: pk, Value: value, Expiration: expiration(ttl, time.Now())}
+	if b.inline(ctx) {
+		err = b.client.Set(item)
+	} else {
+		item.Value = bytes.Clone(value)
+		_, err = handoff(ctx, ctx.Done(), func() (struct{}, error) { return struct{}{}, b.client.Set(item) })
+	}
 	if err != nil {
 		if isTooLarge(err) {
 			return fmt.Errorf("memcachebackend: set %q: %d-byte value: %w (%w)", key, len(value), memo.ErrTooLarge, err)
@@ -310,9 +431,10 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 // removes the current entry even when another process has cleared the
 // namespace within the refresh interval; when this Backend's cached
 // generation was behind, it also removes the entry under that one (a third
-// round trip). Errors: ctx already ended (wrapping ctx.Err()), a key
-// without ':' or with spaces or control characters, network failures and
-// timeouts.
+// round trip). Errors: ctx ended (wrapping ctx.Err()), a key without ':'
+// or with spaces or control characters, network failures and the client's
+// timeouts. Delete returns when ctx ends, whatever the server does; a
+// delete abandoned then may still take effect.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
@@ -321,12 +443,19 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if !ok {
 		return errNoNamespace("delete", key)
 	}
+	_, err := bounded(ctx, func() (struct{}, error) { return struct{}{}, b.delete(ns, id) })
+	if err != nil {
+		return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// delete removes id of namespace ns under the counter's generation and
+// under the cached one when it differs.
+func (b *Backend) delete(ns, id string) error {
 	st, old, err := b.exact(ns)
 	if err != nil {
-		return fmt.Errorf("memcachebackend: delete %q: generation of %q: %w", key, ns, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
+		return fmt.Errorf("generation of %q: %w", ns, err)
 	}
 	for _, s := range []*genState{st, old} {
 		if s == nil {
@@ -334,10 +463,10 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 		}
 		pk, err := s.key(id)
 		if err != nil {
-			return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
+			return err
 		}
 		if err := b.client.Delete(pk); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-			return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
+			return err
 		}
 	}
 	return nil
@@ -353,16 +482,28 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 // the next operation creates a new counter. Namespaces that ns is a prefix
 // of, or that nest under it ("ns:sub"), have their own counters and are
 // untouched. Values written concurrently with Clear may or may not survive
-// it. Errors: ctx already ended (wrapping ctx.Err()), network failures and
-// timeouts; after an error the cached generation is dropped, since the
-// increment may or may not have happened.
+// it. Errors: ctx ended (wrapping ctx.Err()), network failures and the
+// client's timeouts; after an error from the server the cached generation
+// is dropped, since the increment may or may not have happened. Clear
+// returns when ctx ends, whatever the server does (or while another Clear
+// of ns through this Backend is still under way); a Clear abandoned then
+// may still take effect, and is seen by this Backend once it does.
 func (b *Backend) Clear(ctx context.Context, ns string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
 	}
+	_, err := bounded(ctx, func() (struct{}, error) { return struct{}{}, b.clear(ns) })
+	if err != nil {
+		return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
+	}
+	return nil
+}
+
+// clear increments the generation of namespace ns and caches the new one.
+func (b *Backend) clear(ns string) error {
 	if b.refresh == 0 {
 		if _, err := b.client.Increment(genKey(ns), 1); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-			return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
+			return err
 		}
 		return nil
 	}
@@ -371,9 +512,6 @@ func (b *Backend) Clear(ctx context.Context, ns string) error {
 	// that the generations they store locally come in the server's order.
 	e.clearMu.Lock()
 	defer e.clearMu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
-	}
 	start := time.Now()
 	n, err := b.client.Increment(e.genKey, 1)
 	var st *genState
@@ -388,7 +526,7 @@ func (b *Backend) Clear(ctx context.Context, ns string) error {
 	e.cur.Store(st)
 	e.mu.Unlock()
 	if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-		return fmt.Errorf("memcachebackend: clear %q: %w", ns, err)
+		return err
 	}
 	return nil
 }
@@ -496,15 +634,13 @@ func (b *Backend) sweep() {
 // one while it is fresh, else the counter's (read by this caller, or by
 // the one refresh in flight; callers use a stale cached generation rather
 // than wait for another's refresh). With GenerationRefresh(0) it always
-// reads the counter.
+// reads the counter. It returns ctx.Err() when ctx ends first; a refresh
+// runs on a goroutine of its own and completes for the callers to come.
 func (b *Backend) current(ctx context.Context, ns string) (*genState, error) {
 	if b.refresh == 0 {
 		start := time.Now()
-		gen, err := b.readGen(genKey(ns))
+		gen, err := bounded(ctx, func() (uint64, error) { return b.readGen(genKey(ns)) })
 		if err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		return newGenState(ns, gen, start), nil
@@ -535,9 +671,31 @@ func (b *Backend) current(ctx context.Context, ns string) (*genState, error) {
 	f := &genFlight{done: make(chan struct{}), version: e.version}
 	e.flight = f
 	e.mu.Unlock()
+	if ctx.Done() == nil {
+		b.refreshGen(e, ns, f)
+	} else {
+		go b.refreshGen(e, ns, f)
+	}
+	select {
+	case <-f.done:
+		return f.st, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
+// refreshGen reads the counter of namespace ns for flight f, caches the
+// generation unless a Clear intervened, and closes f.done.
+func (b *Backend) refreshGen(e *nsGen, ns string, f *genFlight) {
 	start := time.Now()
-	gen, err := b.readGen(e.genKey)
+	gen, err := func() (gen uint64, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic in gomemcache: %v", p)
+			}
+		}()
+		return b.readGen(e.genKey)
+	}()
 	if err == nil {
 		f.st = newGenState(ns, gen, start)
 	}
@@ -551,13 +709,6 @@ func (b *Backend) current(ctx context.Context, ns string) (*genState, error) {
 	}
 	e.mu.Unlock()
 	close(f.done)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return f.st, nil
 }
 
 // exact reads the counter of namespace ns now and returns its generation,

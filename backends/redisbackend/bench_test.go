@@ -6,13 +6,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/redisbackend"
+	"github.com/gomemo/memo/internal/benchutil"
 )
 
 // BenchmarkMemoHit measures a memo hit through Redis, standalone and
 // Cluster, beside the raw client's GET of the same key (Redis stores
-// memo's key as it is); see backendtest.BenchMemoHit.
+// memo's key as it is); see benchutil.BenchMemoHit.
 func BenchmarkMemoHit(b *testing.B) {
 	for _, tc := range []struct {
 		name   string
@@ -23,7 +23,7 @@ func BenchmarkMemoHit(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			c := tc.client(b)
-			backendtest.BenchMemoHit(b, redisbackend.New(c), func(_ *testing.B, key string) func(context.Context) ([]byte, error) {
+			benchutil.BenchMemoHit(b, redisbackend.New(c), func(_ *testing.B, key string) func(context.Context) ([]byte, error) {
 				return func(ctx context.Context) ([]byte, error) { return c.Get(ctx, key).Bytes() }
 			})
 		})

@@ -10,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/redisbackend"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
 // BenchmarkClear clears namespaces of 10,000 and 100,000 keys on the
@@ -37,7 +37,7 @@ func BenchmarkClear(b *testing.B) {
 				var lat []time.Duration
 				for b.Loop() {
 					b.StopTimer()
-					ns := backendtest.NS(b, "clearbench")
+					ns := testenv.NS(b, "clearbench")
 					fill(b, c, ns, n)
 					c.Set(ctx, "probe{x}", "v", time.Hour)
 					stop := make(chan struct{})

@@ -19,18 +19,41 @@
 // client under it. It does not own the client: closing the client is the
 // caller's business, and the Backend must not be used after that.
 //
+// # Deadlines
+//
 // Every method honours its ctx: a ctx that has already ended fails at once,
-// without touching Redis, and Clear checks it again before each SCAN page.
-// How promptly a command already on the wire gives up is the client's
-// business: go-redis applies ctx deadlines to the socket only when the
-// client's options set ContextTimeoutEnabled, and otherwise waits up to its
-// ReadTimeout and WriteTimeout (5 s by default in go-redis v9.23). Set
-// ContextTimeoutEnabled: true so that memo.Timeout (100 ms by default)
-// bounds each call, and a stalled Redis costs callers that long, not 5 s.
-// Backend is not [memo.DeadlineBounded]: go-redis waits on ctx.Done() for
-// a pooled connection and between retries, so memo arms a real timer. Whenever ctx has ended, the
-// error wraps ctx.Err(), so errors.Is(err, context.Canceled) holds. Other
-// errors wrap what go-redis returned; memo treats them all as cache faults.
+// without touching Redis, and a ctx deadline bounds the whole call, the
+// command on the wire included, so that memo.Timeout (100 ms by default)
+// holds even when Redis stalls. go-redis applies ctx deadlines to the socket
+// only when the client's options set ContextTimeoutEnabled; without it a
+// stalled Redis would cost each call the client's ReadTimeout (5 s by
+// default), whatever memo.Timeout says. [New] therefore refuses a
+// *redis.Client, *redis.ClusterClient or *redis.Ring (and so every failover
+// and universal client, which are one of those) whose options leave
+// ContextTimeoutEnabled false, or that disable socket deadlines with a
+// ReadTimeout or WriteTimeout of -2. go-redis's retries, backoff sleeps,
+// dials and waits for a pooled connection all end with ctx, so no other
+// option is needed for the bound. On a Cluster the Backend also spares each
+// command go-redis's COMMAND lookup, which a fresh ClusterClient runs under
+// its own 5 s timeout, not under ctx.
+//
+// Backend is not [memo.DeadlineBounded]: go-redis waits on ctx.Done() for a
+// pooled connection and between retries, so memo arms a real timer.
+// Whenever ctx has ended, the error wraps ctx.Err(), so errors.Is(err,
+// context.Canceled) holds. Other errors wrap what go-redis returned; memo
+// treats them all as cache faults.
+//
+// # Cluster failover
+//
+// A *redis.ClusterClient learns that a master has failed and a replica has
+// taken its slots only when it reloads its slot map, which go-redis does on
+// a MOVED reply and otherwise once a minute (ClusterStateReloadInterval):
+// after a failover the dead master's slots would stay uncached for up to a
+// minute. So whenever a command fails other than with a reply from Redis (a
+// refused or broken connection, a timeout) or with CLUSTERDOWN, the Backend
+// asks the client to reload its slot map (ClusterClient.ReloadState, which
+// runs in the background, one reload at a time). Keys of the failed master's
+// slots are hits again about as soon as the replica is promoted.
 package redisbackend
 
 import (
@@ -63,6 +86,7 @@ const DefaultMaxValueSize = 512 << 20
 // with [New]; the zero value is not usable.
 type Backend struct {
 	client    redis.UniversalClient
+	cluster   *redis.ClusterClient // client, when it is one
 	scanCount int64
 	maxValue  int
 }
@@ -92,14 +116,28 @@ func MaxValueSize(n int) Option {
 	return func(c *config) { c.maxValue = n }
 }
 
-// New returns a Backend that stores memo's entries through client, which may
-// be a *redis.Client, *redis.ClusterClient or *redis.Ring (or a failover
-// client). New sends nothing to Redis. It panics when client is nil or an
-// option is invalid: those are programming errors.
+// New returns a Backend that stores memo's entries through client: a
+// *redis.Client (including a Sentinel failover client), a
+// *redis.ClusterClient (including a failover cluster client) or a
+// *redis.Ring, as made directly or by redis.NewUniversalClient. New sends
+// nothing to Redis and validates everything once, here.
+//
+// New panics, with a message starting "redisbackend: ", when client is nil,
+// when an option is nil or invalid, and when client's options would let a
+// stalled Redis outlast memo.Timeout: ContextTimeoutEnabled false, or a
+// ReadTimeout or WriteTimeout of -2 (no socket deadline at all). Those are
+// programming errors, fixed where the client is built:
+//
+//	redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+//
+// A client of another type (a user's own [redis.UniversalClient]) is
+// accepted as it is; it must honour ctx deadlines itself for memo.Timeout
+// to hold.
 func New(client redis.UniversalClient, opts ...Option) *Backend {
 	if isNil(client) {
 		panic("redisbackend: New called with a nil client")
 	}
+	checkDeadlines(client)
 	c := config{scanCount: DefaultScanCount, maxValue: DefaultMaxValueSize}
 	for _, o := range opts {
 		if o == nil {
@@ -113,7 +151,11 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	if c.maxValue <= 0 {
 		panic(fmt.Sprintf("redisbackend: MaxValueSize(%d): size must be positive", c.maxValue))
 	}
-	return &Backend{client: client, scanCount: int64(c.scanCount), maxValue: c.maxValue}
+	b := &Backend{client: client, scanCount: int64(c.scanCount), maxValue: c.maxValue}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		b.cluster = cc
+	}
+	return b
 }
 
 func isNil(c redis.UniversalClient) bool {
@@ -130,6 +172,41 @@ func isNil(c redis.UniversalClient) bool {
 	return false
 }
 
+// checkDeadlines panics when client's options would not let a ctx deadline
+// end a command on the wire.
+func checkDeadlines(client redis.UniversalClient) {
+	var (
+		kind              string
+		enabled           bool
+		readOff, writeOff bool
+	)
+	switch c := client.(type) {
+	case *redis.Client:
+		// After go-redis's defaults, -1 is what a ReadTimeout of -2 became.
+		o := c.Options()
+		kind, enabled, readOff, writeOff = "redis.Options", o.ContextTimeoutEnabled, o.ReadTimeout < 0, o.WriteTimeout < 0
+	case *redis.ClusterClient:
+		o := c.Options()
+		kind, enabled, readOff, writeOff = "redis.ClusterOptions", o.ContextTimeoutEnabled, o.ReadTimeout <= -2, o.WriteTimeout <= -2
+	case *redis.Ring:
+		o := c.Options()
+		kind, enabled, readOff, writeOff = "redis.RingOptions", o.ContextTimeoutEnabled, o.ReadTimeout <= -2, o.WriteTimeout <= -2
+	default:
+		return
+	}
+	if !enabled {
+		panic(fmt.Sprintf("redisbackend: New: the %T's options leave ContextTimeoutEnabled false, so go-redis "+
+			"would ignore memo.Timeout on the socket and a stalled Redis would cost each call the client's "+
+			"ReadTimeout (5 s by default); set ContextTimeoutEnabled: true in the %s (or redis.FailoverOptions, "+
+			"redis.UniversalOptions) the client is made from", client, kind))
+	}
+	if readOff || writeOff {
+		panic(fmt.Sprintf("redisbackend: New: the %T's options disable socket deadlines (ReadTimeout or "+
+			"WriteTimeout -2), so no ctx deadline can end a stalled command; leave them at 0 (the default) "+
+			"or set a positive duration, and keep ContextTimeoutEnabled: true", client))
+	}
+}
+
 // Get returns the value stored under key with GET. A missing or expired key
 // is (nil, false, nil); an empty value is a hit of length 0. The returned
 // slice is the reply's own memory, not a copy (go-redis converts without
@@ -139,7 +216,9 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("redisbackend: get: %w", err)
 	}
-	v, err := b.client.Get(ctx, key).Bytes()
+	cmd := redis.NewStringCmd(ctx, "get", key)
+	_ = b.process(ctx, cmd)
+	v, err := cmd.Bytes()
 	if err != nil {
 		if err == redis.Nil { // go-redis returns the sentinel itself, unwrapped
 			return nil, false, nil
@@ -176,14 +255,45 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	default:
 		return fmt.Errorf("redisbackend: set: negative ttl %v", ttl)
 	}
-	_ = b.client.Process(ctx, cmd)
-	if err := cmd.Err(); err != nil {
+	if err := b.process(ctx, cmd); err != nil {
 		if isTooLarge(err) {
 			return fmt.Errorf("redisbackend: set: %w: %w", memo.ErrTooLarge, err)
 		}
 		return wrap(ctx, "set", err)
 	}
 	return nil
+}
+
+// process sends cmd, a command on one key, and returns its error.
+//
+// Its step count is set to 1, the one COMMAND gives for GET, SET and
+// UNLINK: otherwise a ClusterClient whose command table is not loaded yet
+// runs COMMAND first under its own 5 s timeout, not under ctx, and a
+// stalled node would hold the call that long. On a cluster, a failure that
+// suggests a dead or moved master triggers a reload of the slot map.
+func (b *Backend) process(ctx context.Context, cmd redis.Cmder) error {
+	cmd.SetStepCount(1)
+	err := b.client.Process(ctx, cmd)
+	if err != nil && err != redis.Nil && b.cluster != nil && topologySuspect(err) {
+		b.cluster.ReloadState(ctx) // in the background, coalesced
+	}
+	return err
+}
+
+// topologySuspect reports whether err, from a command on a cluster, may mean
+// that the client's slot map is out of date: a failure that is no reply from
+// Redis (refused or broken connection, timeout, which is how a dead master
+// looks until its replica is promoted) or a CLUSTERDOWN reply. A caller
+// that cancelled its ctx says nothing about the cluster.
+func topologySuspect(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		return strings.HasPrefix(re.Error(), "CLUSTERDOWN")
+	}
+	return true
 }
 
 // isTooLarge reports whether err is Redis refusing a value for its size.
@@ -202,7 +312,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisbackend: delete: %w", err)
 	}
-	if err := b.client.Unlink(ctx, key).Err(); err != nil {
+	if err := b.process(ctx, redis.NewIntCmd(ctx, "unlink", key)); err != nil {
 		return wrap(ctx, "delete", err)
 	}
 	return nil

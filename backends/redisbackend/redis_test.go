@@ -16,13 +16,14 @@ import (
 	"github.com/gomemo/memo"
 	"github.com/gomemo/memo/backends/backendtest"
 	"github.com/gomemo/memo/backends/redisbackend"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
 // standalone returns a client on the MEMO_REDIS_ADDR server, closed when t
 // ends.
 func standalone(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: backendtest.Require(t, "MEMO_REDIS_ADDR")})
+	c := redis.NewClient(&redis.Options{Addr: testenv.Require(t, "MEMO_REDIS_ADDR"), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	ping(t, c)
 	return c
@@ -32,8 +33,8 @@ func standalone(t testing.TB) *redis.Client {
 // when t ends.
 func cluster(t testing.TB) *redis.ClusterClient {
 	t.Helper()
-	addrs := strings.Split(backendtest.Require(t, "MEMO_REDIS_CLUSTER_ADDRS"), ",")
-	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	addrs := strings.Split(testenv.Require(t, "MEMO_REDIS_CLUSTER_ADDRS"), ",")
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	ping(t, c)
 	return c
@@ -100,7 +101,7 @@ func TestClusterClearEveryMaster(t *testing.T) {
 	c := cluster(t)
 	ctx := context.Background()
 	b := redisbackend.New(c, redisbackend.ScanCount(10))
-	base := backendtest.NS(t, "cluster")
+	base := testenv.NS(t, "cluster")
 	ns, sibling, nested := base+".a", base+".ab", base+".a:sub"
 	const n = 300 // ~100 per master on three masters
 	for i := range n {
@@ -158,7 +159,7 @@ func TestClearGlobMetacharacters(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			b := redisbackend.New(tc.client(t), redisbackend.ScanCount(7))
-			base := backendtest.NS(t, "glob")
+			base := testenv.NS(t, "glob")
 			// Each cleared namespace, and namespaces that its pattern
 			// would match if the metacharacters were not escaped.
 			cases := map[string][]string{
@@ -237,7 +238,7 @@ func TestSetTTL(t *testing.T) {
 	c.AddHook(rec)
 	b := redisbackend.New(c)
 	ctx := context.Background()
-	k := backendtest.NS(t, "ttl") + ":k"
+	k := testenv.NS(t, "ttl") + ":k"
 	for _, tc := range []struct {
 		ttl  time.Duration
 		want []any // the arguments after the value
@@ -278,7 +279,7 @@ func TestSetTTL(t *testing.T) {
 func TestTooLarge(t *testing.T) {
 	c := standalone(t)
 	b := redisbackend.New(c, redisbackend.MaxValueSize(10))
-	k := backendtest.NS(t, "big") + ":k"
+	k := testenv.NS(t, "big") + ":k"
 	ctx := context.Background()
 	if err := b.Set(ctx, k, make([]byte, 10), time.Minute); err != nil {
 		t.Fatalf("Set(10 bytes) = %v, want nil at the limit", err)
@@ -299,7 +300,7 @@ func TestDeadline(t *testing.T) {
 }
 
 func TestNewPanics(t *testing.T) {
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true}) // never dialled
 	defer c.Close()
 	for _, tc := range []struct {
 		name string
@@ -329,7 +330,7 @@ func BenchmarkGet(b *testing.B) {
 	c := standalone(b)
 	be := redisbackend.New(c)
 	ctx := context.Background()
-	key := backendtest.NS(b, "bench") + ":k"
+	key := testenv.NS(b, "bench") + ":k"
 	val := bytes.Repeat([]byte("v"), 200)
 	if err := be.Set(ctx, key, val, time.Hour); err != nil {
 		b.Fatal(err)

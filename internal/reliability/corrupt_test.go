@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gomemo/memo"
-	"github.com/gomemo/memo/backends/backendtest"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
 // Doc is the result type of the hostile-entry tests: strings, slices, maps,
@@ -170,7 +170,7 @@ func runCorrupt(t *testing.T, tg target, codec memo.Codec) {
 	if _, err := f.Call(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.WaitStored(t, tg.b, key)
+	testenv.WaitStored(t, tg.b, key)
 	good, ok, err := tg.b.Get(ctx, key)
 	if err != nil || !ok {
 		t.Fatalf("Get(%q) after a call = %v, %v; want the entry", key, ok, err)

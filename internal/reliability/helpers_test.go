@@ -50,7 +50,7 @@ func mib(n uint64) string {
 }
 
 // need skips the test when ok is false, or fails it in CI (CI set), which
-// must run everything: the logic of backendtest.Require.
+// must run everything: the logic of testenv.Require.
 func need(t testing.TB, ok bool, format string, args ...any) {
 	t.Helper()
 	if ok {

@@ -1,4 +1,8 @@
-package backendtest
+// Package benchutil holds the benchmark helpers of memo's backend packages:
+// a memo hit beside the raw client's read of the same bytes
+// ([BenchMemoHit]), serial or parallel loops ([Bench]) and interleaved
+// blocks that report medians ([Interleaved]).
+package benchutil
 
 import (
 	"context"
@@ -10,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gomemo/memo"
+	"github.com/gomemo/memo/internal/testenv"
 )
 
 // benchUser is the reference result of the hit benchmarks: about 120 bytes
@@ -41,13 +46,14 @@ func BenchMemoHit(b *testing.B, be memo.Backend, raw RawReader) {
 			runs.Add(1)
 			return benchUser{ID: id, Name: "Ada Lovelace", Email: "ada@example.com", Tags: []string{"admin", "math"},
 				CreatedAt: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}, nil
-		}, memo.WithBackend(be), memo.Namespace(NS(b, "hit")), memo.WithCodec(codec),
+		}, memo.WithBackend(be), memo.Namespace(testenv.NS(b, "hit")), memo.WithCodec(codec),
 			memo.Expire(time.Hour), memo.OnError(func(context.Context, error) { faults.Add(1) }))
 		if _, err := f.Call(ctx, 42); err != nil { // the miss that stores it
 			b.Fatal(err)
 		}
 		key := f.Key(42)
 		b.Cleanup(func() { be.Delete(context.Background(), key) })
+		testenv.WaitStored(b, be, key)
 		env, ok, err := be.Get(ctx, key)
 		if err != nil || !ok {
 			b.Fatalf("the stored entry: %v, %v", ok, err)
