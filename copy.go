@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 	"unsafe"
-
 )
 
 // A copier gives a caller a value of its own from a decoded value that the

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/gomemo/memo/internal/deadline"
 )
 
 // Func is a memoized function: fn behind a cache. Create it with [New]; the
@@ -431,9 +433,11 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, raw []byte
 }
 
 // call runs a backend call bounded by d, turning a panic into an error.
+// The bound is a context closed by a timer shared by every call in flight:
+// a runtime timer per call would cost a microsecond and a thread wake-up.
 func (s *state) call(ctx context.Context, d time.Duration, op func(context.Context) error) (err error) {
-	bctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
+	bctx := deadline.New(ctx, d)
+	defer bctx.Release()
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
 )
 
 // Option configures a memoized function ([New], [Wrap]) or, through
@@ -27,9 +26,9 @@ type config struct {
 	expire    time.Duration
 	namespace string
 	prefix    string
-	remote    Backend     // the remote tier; nil: none
-	local     *localTier  // the local tier; nil: none
-	clock     clock       // read for every deadline
+	remote    Backend    // the remote tier; nil: none
+	local     *localTier // the local tier; nil: none
+	clock     clock      // read for every deadline
 	codec     Codec
 	enabled   bool
 	timeout   time.Duration

@@ -41,6 +41,7 @@ import (
 	"unsafe"
 
 	"github.com/gomemo/memo/backends/memory"
+	"github.com/gomemo/memo/internal/store"
 	"github.com/maypok86/otter/v2"
 )
 
@@ -256,9 +257,9 @@ func newOtter(maxBytes uint64) *otter.Cache[string, *item] {
 // itemWeight is what an entry counts against the bound: its key, its value
 // (a []byte payload in these tests) and a fixed overhead.
 func itemWeight(k string, it *item) int64 {
-	var n int64 = localOverhead + memory.AllocSize(len(k)) + memory.AllocSize(int(unsafe.Sizeof(*it)))
+	var n int64 = localOverhead + store.AllocSize(len(k)) + store.AllocSize(int(unsafe.Sizeof(*it)))
 	if b, ok := it.v.([]byte); ok {
-		n += memory.AllocSize(cap(b)) + 24
+		n += store.AllocSize(cap(b)) + 24
 	}
 	return n
 }
@@ -338,7 +339,7 @@ func hitToday(b *testing.B, s *memory.Backend, ids []int64) {
 	for b.Loop() {
 		kb := appendTestKey(buf[:0], ids[i&idMask])
 		i++
-		if _, _, exp, ok := s.Load(kb); ok && (exp == 0 || time.Now().UnixNano() < exp) {
+		if byteGet(s, kb) {
 			hits++
 		}
 	}
@@ -443,8 +444,7 @@ func hitCases() []hitCase {
 						s := get().today
 						b.ReportAllocs()
 						parHit(b, g, ks, func(kb []byte) bool {
-							_, _, exp, ok := s.Load(kb)
-							return ok && (exp == 0 || time.Now().UnixNano() < exp)
+							return byteGet(s, kb)
 						})
 					}},
 					hitCase{"shards/" + dist + "/" + gs, func(b *testing.B) {
@@ -859,8 +859,7 @@ func pairedStores(s *hitStores) []pairedStore {
 	return []pairedStore{
 		{"key-only", func(kb []byte) bool { return len(kb) > 0 }},
 		{"today", func(kb []byte) bool {
-			_, _, exp, ok := s.today.Load(kb)
-			return ok && (exp == 0 || time.Now().UnixNano() < exp)
+			return byteGet(s.today, kb)
 		}},
 		{"shards", func(kb []byte) bool {
 			it, exp, ok := s.local.Load(kb)
@@ -948,9 +947,17 @@ func TestLocalStoreHitPaired(t *testing.T) {
 	var buf [64]byte
 	kb := appendTestKey(buf[:0], 17)
 	fmt.Fprintf(&sb, "\nallocs per hit: today %.0f, shards %.0f, otter string(kb) %.0f, otter unsafe.String %.0f\n",
-		testing.AllocsPerRun(1000, func() { s.today.Load(kb) }),
+		testing.AllocsPerRun(1000, func() { byteGet(s.today, kb) }),
 		testing.AllocsPerRun(1000, func() { s.local.Load(kb) }),
 		testing.AllocsPerRun(1000, func() { s.ot.GetIfPresent(string(kb)) }),
 		testing.AllocsPerRun(1000, func() { s.ot.GetIfPresent(unsafe.String(unsafe.SliceData(kb), len(kb))) }))
 	t.Log(sb.String())
+}
+
+// byteGet is a hit on backends/memory, now a plain byte backend (the
+// store measured as "today" here used to expose Load; its Get is the same
+// lookup behind a string key).
+func byteGet(s *memory.Backend, kb []byte) bool {
+	_, ok, _ := s.Get(context.Background(), unsafe.String(unsafe.SliceData(kb), len(kb)))
+	return ok
 }

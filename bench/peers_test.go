@@ -132,10 +132,10 @@ func userCases() []cacheCase[User] {
 	ctx := context.Background()
 	return []cacheCase[User]{
 		{"memo-json", func(tb testing.TB) getter[User] {
-			return memoCall(memoFunc(tb, FetchUser, "bench.user.json", memo.WithBackend(memory.New()), memo.WithCodec(memo.JSON), memo.Expire(time.Hour)))
+			return memoCall(memoFunc(tb, FetchUser, "bench.user.json", memo.WithCodec(memo.JSON), memo.Expire(time.Hour)))
 		}},
 		{"memo-msgpack", func(tb testing.TB) getter[User] {
-			return memoCall(memoFunc(tb, FetchUser, "bench.user.msgpack", memo.WithBackend(memory.New()), memo.WithCodec(memo.Msgpack), memo.Expire(time.Hour)))
+			return memoCall(memoFunc(tb, FetchUser, "bench.user.msgpack", memo.WithCodec(memo.Msgpack), memo.Expire(time.Hour)))
 		}},
 		{"map-rwmutex", mapCase(NewUser(id))},
 		{"otter", otterCase(FetchUser, false)},
@@ -230,7 +230,7 @@ func hotGet(c *hot.HotCache[int64, User]) getter[User] {
 func scoreCases() []cacheCase[Score] {
 	return []cacheCase[Score]{
 		{"memo", func(tb testing.TB) getter[Score] {
-			return memoCall(memoFunc(tb, FetchScore, "bench.score", memo.WithBackend(memory.New()), memo.Expire(time.Hour)))
+			return memoCall(memoFunc(tb, FetchScore, "bench.score", memo.Expire(time.Hour)))
 		}},
 		{"otter-ttl", otterCase(FetchScore, true)},
 		{"map-rwmutex", mapCase(NewScore(id))},
@@ -263,7 +263,7 @@ func BenchmarkFlatHit(b *testing.B) { runCases(b, scoreCases(), NewScore(id)) }
 func BenchmarkMiss(b *testing.B) {
 	ctx := context.Background()
 	b.Run("memo", func(b *testing.B) {
-		f := memo.New(FetchUser, memo.Namespace("bench.miss"), memo.WithBackend(memory.New(memory.MaxEntries(10_000))))
+		f := memo.New(FetchUser, memo.Namespace("bench.miss"))
 		b.ReportAllocs()
 		var n int64
 		for b.Loop() {
@@ -291,7 +291,7 @@ func redisClient(tb testing.TB) *redis.Client {
 	if addr == "" {
 		tb.Skip("MEMO_REDIS_ADDR is not set (eval \"$(bash scripts/servers.sh env)\" after scripts/servers.sh start)")
 	}
-	c := redis.NewClient(&redis.Options{Addr: addr})
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	if err := c.Ping(context.Background()).Err(); err != nil {
 		tb.Fatalf("redis at %s: %v", addr, err)
 	}

@@ -20,7 +20,7 @@ var (
 
 func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) memo.Backend {
-		return memory.New(memory.MaxBytes(64<<20), memory.Shards(4))
+		return memory.New(memory.MaxBytes(16<<20), memory.Shards(4))
 	}, backendtest.Options{TooLarge: 17 << 20})
 }
 

@@ -35,9 +35,12 @@ var ErrTooLarge = errors.New("memo: value too large for the store")
 // Store is a bounded map from string keys to values of type V. It is safe
 // for concurrent use.
 type Store[V any] struct {
-	seed   maphash.Seed
-	mask   uint64
-	shards []shard[V]
+	seed     maphash.Seed
+	mask     uint64
+	shards   []shard[V]
+	maxBytes int64
+	bytes    atomic.Int64  // the sum of the shards' bytes
+	victim   atomic.Uint64 // the next shard to evict from when over the byte bound
 }
 
 type shard[V any] struct {
@@ -47,7 +50,6 @@ type shard[V any] struct {
 	clock      []*entry[V]          // every entry, for CLOCK eviction; guarded by mu
 	hand       int                  // guarded by mu
 	bytes      int64                // guarded by mu
-	maxBytes   int64                // set by New
 	maxEntries int                  // set by New
 	_          [40]byte             // keep shards' locks on separate cache lines
 }
@@ -73,15 +75,14 @@ func New[V any](maxEntries int, maxBytes int64, shards int) *Store[V] {
 			shards *= 2
 		}
 	}
-	for shards > 1 && (maxEntries/shards < 1 || maxBytes/int64(shards) < 1) {
+	for shards > 1 && maxEntries/shards < 1 {
 		shards /= 2 // tiny bounds: fewer shards so that each holds something
 	}
-	s := &Store[V]{seed: maphash.MakeSeed(), mask: uint64(shards - 1), shards: make([]shard[V], shards)}
+	s := &Store[V]{seed: maphash.MakeSeed(), mask: uint64(shards - 1), shards: make([]shard[V], shards), maxBytes: maxBytes}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.m = make(map[string]*entry[V])
 		sh.maxEntries = maxEntries / shards
-		sh.maxBytes = maxBytes / int64(shards)
 		if i < maxEntries%shards {
 			sh.maxEntries++
 		}
@@ -113,36 +114,58 @@ func (s *Store[V]) Get(key []byte) (v V, expires int64, ok bool) {
 	return v, expires, true
 }
 
-// MaxCost is the largest cost an entry under key may have.
-func (s *Store[V]) MaxCost(key string) int64 { return s.shard(key).maxBytes - EntryOverhead }
-
 // Set stores v under key, replacing what was there, with its cost in bytes
 // and its expiry (0: none) on the caller's clock, whose current time is now.
 // It returns ErrTooLarge, and removes what key held, when the entry exceeds
-// its shard's share of the byte bound.
+// the byte bound.
 func (s *Store[V]) Set(key string, v V, cost, expires, now int64) error {
 	sh := s.shard(key)
 	cost += EntryOverhead
 	e := &entry[V]{key: key, val: v, cost: cost, expires: expires, heapIdx: -1}
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	before := sh.bytes
 	sh.reclaim(now)
 	if old, ok := sh.m[key]; ok {
 		sh.remove(old)
 	}
-	if cost > sh.maxBytes {
-		return ErrTooLarge // the older value is gone too: never serve it after a newer one
+	var err error
+	if cost > s.maxBytes {
+		err = ErrTooLarge // the older value is gone too: never serve it after a newer one
+	} else {
+		sh.m[key] = e
+		sh.insert(e)
+		sh.bytes += cost
+		if expires != 0 {
+			heap.Push(&sh.exp, e)
+		}
+		for len(sh.m) > sh.maxEntries {
+			sh.evict()
+		}
 	}
-	sh.m[key] = e
-	sh.insert(e)
-	sh.bytes += cost
-	if expires != 0 {
-		heap.Push(&sh.exp, e)
+	total := s.bytes.Add(sh.bytes - before)
+	sh.mu.Unlock()
+	for total > s.maxBytes {
+		total = s.evictSome()
 	}
-	for len(sh.m) > sh.maxEntries || sh.bytes > sh.maxBytes {
-		sh.evict()
+	return err
+}
+
+// evictSome evicts one entry from the next shard that has one and returns
+// the store's bytes.
+func (s *Store[V]) evictSome() int64 {
+	for range len(s.shards) {
+		sh := &s.shards[s.victim.Add(1)&s.mask]
+		sh.mu.Lock()
+		if len(sh.m) > 0 {
+			before := sh.bytes
+			sh.evict()
+			total := s.bytes.Add(sh.bytes - before)
+			sh.mu.Unlock()
+			return total
+		}
+		sh.mu.Unlock()
 	}
-	return nil
+	return s.bytes.Load()
 }
 
 // Delete removes key.
@@ -151,6 +174,7 @@ func (s *Store[V]) Delete(key string) {
 	sh.mu.Lock()
 	if e, ok := sh.m[key]; ok {
 		sh.remove(e)
+		s.bytes.Add(-e.cost)
 	}
 	sh.mu.Unlock()
 }
@@ -162,11 +186,13 @@ func (s *Store[V]) Clear(ns string) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
+		before := sh.bytes
 		for k, e := range sh.m {
 			if strings.HasPrefix(k, prefix) && strings.IndexByte(k[len(prefix):], ':') < 0 {
 				sh.remove(e)
 			}
 		}
+		s.bytes.Add(sh.bytes - before)
 		sh.mu.Unlock()
 	}
 }
@@ -185,16 +211,7 @@ func (s *Store[V]) Len() int {
 }
 
 // Bytes returns the bytes counted against the byte bound.
-func (s *Store[V]) Bytes() int64 {
-	var n int64
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		n += sh.bytes
-		sh.mu.RUnlock()
-	}
-	return n
-}
+func (s *Store[V]) Bytes() int64 { return s.bytes.Load() }
 
 // AllocSize returns the bytes the Go allocator takes for an object of n
 // bytes: its size class up to 32 KiB, whole 8 KiB pages above.
@@ -234,7 +251,10 @@ func (sh *shard[V]) evict() {
 			sh.hand++
 			continue
 		}
+		// remove moves the last entry, often the newest, into the hand's
+		// slot: pass it, so that it is visited last, not next.
 		sh.remove(e)
+		sh.hand++
 		return
 	}
 }

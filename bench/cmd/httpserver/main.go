@@ -45,7 +45,7 @@ func main() {
 		log.Fatalf("httpserver: %s is not a loopback address", *addr)
 	}
 
-	f := memo.New(bench.FetchUser, memo.Namespace("bench.http"), memo.WithBackend(memory.New()), memo.Expire(time.Hour))
+	f := memo.New(bench.FetchUser, memo.Namespace("bench.http"), memo.Expire(time.Hour))
 	adapter := httpadapter.Handler(f, func(*http.Request) (int64, error) { return 42, nil })
 
 	// Warm the entry and learn the body and ETag the adapter serves.
