@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gomemo/memo"
-	"github.com/gomemo/memo/backends/memory"
 )
 
 // BenchUser is the reference value: about 120 bytes of JSON.
@@ -32,7 +31,8 @@ func BenchmarkHit(b *testing.B) {
 	ctx := context.Background()
 	for _, codec := range []memo.Codec{memo.JSON, memo.Msgpack} {
 		b.Run(codec.Name(), func(b *testing.B) {
-			f := memo.New(benchUser, memo.WithBackend(memory.New()), memo.WithCodec(codec), memo.Expire(time.Hour))
+			local, _ := memo.WithLocalTier(64 << 20)
+			f := memo.New(benchUser, local, memo.WithCodec(codec), memo.Expire(time.Hour))
 			f.Call(ctx, 42)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -73,7 +73,8 @@ func benchScore(ctx context.Context, id int64) (Score, error) {
 func BenchmarkHitFlat(b *testing.B) {
 	ctx := context.Background()
 	b.Run("memo", func(b *testing.B) {
-		f := memo.New(benchScore, memo.WithBackend(memory.New()), memo.Expire(time.Hour))
+		local, _ := memo.WithLocalTier(64 << 20)
+		f := memo.New(benchScore, local, memo.Expire(time.Hour))
 		f.Call(ctx, 42)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -100,7 +101,8 @@ func BenchmarkHitFlat(b *testing.B) {
 func BenchmarkMiss(b *testing.B) {
 	ctx := context.Background()
 	b.Run("memo", func(b *testing.B) {
-		f := memo.New(benchUser, memo.WithBackend(memory.New(memory.MaxEntries(10_000))))
+		local, _ := memo.WithLocalTier(8 << 20)
+		f := memo.New(benchUser, local)
 		b.ReportAllocs()
 		var id int64
 		for b.Loop() {
@@ -128,8 +130,8 @@ func BenchmarkMiss(b *testing.B) {
 func BenchmarkHitScale(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
-		mem := memory.New(memory.MaxEntries(2*n), memory.MaxBytes(1<<40)) // room for uneven shards
-		f := memo.New(benchUser, memo.WithBackend(mem), memo.Expire(time.Hour))
+		local, _ := memo.WithLocalTier(1 << 40)
+		f := memo.New(benchUser, local, memo.Expire(time.Hour))
 		var mu sync.RWMutex
 		m := make(map[int64]BenchUser, n)
 		for i := range int64(n) {

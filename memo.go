@@ -188,11 +188,22 @@ func (f *Func[A, R]) answer(ctx context.Context, s *state, res *result[R], first
 
 // copyOf returns a copy of *v that shares nothing mutable with it.
 func (f *Func[A, R]) copyOf(v *R) R {
-	c := *v
-	if f.cp.fixup != nil {
-		f.cp.fixup(unsafe.Pointer(&c))
+	if f.cp.fixup == nil {
+		return *v
 	}
+	c := *v
+	// The fix-up only writes fresh copies into c and keeps no pointer to
+	// it: c need not move to the heap.
+	f.cp.fixup(noescape(unsafe.Pointer(&c)))
 	return c
+}
+
+// noescape hides p from escape analysis, as the runtime's own does.
+//
+//go:nosplit
+func noescape(p unsafe.Pointer) unsafe.Pointer {
+	x := uintptr(p) ^ 0
+	return *(*unsafe.Pointer)(unsafe.Pointer(&x))
 }
 
 // fromItem answers Call from a local item, or says it cannot (an item of
