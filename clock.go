@@ -24,7 +24,11 @@ type systemClock struct{}
 var monoBase = time.Now()
 
 func (systemClock) Wall() int64 { return time.Now().UnixNano() }
-func (systemClock) Mono() int64 { return int64(time.Since(monoBase)) + 1 } // never 0: 0 means "no deadline"
+func (systemClock) Mono() int64 { return monoNow() }
+
+// monoNow is the system's monotonic clock; never 0, which means "no
+// deadline".
+func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
 
 func unixTime(ns int64) time.Time {
 	if ns == 0 {

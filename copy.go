@@ -2,7 +2,6 @@ package memo
 
 import (
 	"reflect"
-	"slices"
 	"time"
 	"unsafe"
 )
@@ -174,15 +173,15 @@ func sliceFix(t reflect.Type, ef *fix) func(p unsafe.Pointer) {
 	if ef == nil {
 		switch elem {
 		case reflect.TypeFor[string]():
-			return func(p unsafe.Pointer) { s := (*[]string)(p); *s = slices.Clone(*s) }
+			return func(p unsafe.Pointer) { s := (*[]string)(p); *s = cloneSlice(*s) }
 		case reflect.TypeFor[byte]():
-			return func(p unsafe.Pointer) { s := (*[]byte)(p); *s = slices.Clone(*s) }
+			return func(p unsafe.Pointer) { s := (*[]byte)(p); *s = cloneSlice(*s) }
 		case reflect.TypeFor[int]():
-			return func(p unsafe.Pointer) { s := (*[]int)(p); *s = slices.Clone(*s) }
+			return func(p unsafe.Pointer) { s := (*[]int)(p); *s = cloneSlice(*s) }
 		case reflect.TypeFor[int64]():
-			return func(p unsafe.Pointer) { s := (*[]int64)(p); *s = slices.Clone(*s) }
+			return func(p unsafe.Pointer) { s := (*[]int64)(p); *s = cloneSlice(*s) }
 		case reflect.TypeFor[float64]():
-			return func(p unsafe.Pointer) { s := (*[]float64)(p); *s = slices.Clone(*s) }
+			return func(p unsafe.Pointer) { s := (*[]float64)(p); *s = cloneSlice(*s) }
 		}
 	}
 	size := elem.Size()
@@ -257,4 +256,15 @@ func footprint(v reflect.Value, depth int) int64 {
 		return n
 	}
 	return 0
+}
+
+// cloneSlice copies s into a new backing array of exactly its length; a nil
+// slice stays nil. (slices.Clone goes through append's growth rounding.)
+func cloneSlice[E any](s []E) []E {
+	if s == nil {
+		return nil
+	}
+	c := make([]E, len(s))
+	copy(c, s)
+	return c
 }

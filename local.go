@@ -38,11 +38,22 @@ func newLocalTier(maxBytes int64) *localTier {
 
 var defaultLocal = sync.OnceValue(func() *localTier { return newLocalTier(DefaultLocalBytes) })
 
-// get returns the fresh item under key.
-func (t *localTier) get(key []byte, c clock) (*item, bool) {
+// get returns the fresh item under key, on the monotonic clock of s.
+func (t *localTier) get(key []byte, s *state) (*item, bool) {
 	it, deadline, ok := t.s.Get(key)
-	if !ok || deadline != 0 && c.Mono() >= deadline {
+	if !ok {
 		return nil, false
+	}
+	if deadline != 0 {
+		var now int64
+		if s.sysClock {
+			now = monoNow() // no interface call on the hit path
+		} else {
+			now = s.clock.Mono()
+		}
+		if now >= deadline {
+			return nil, false
+		}
 	}
 	return it, true
 }

@@ -33,8 +33,9 @@ type Func[A, R any] struct {
 // the package defaults.
 type state struct {
 	config
-	gen   uint64
-	nsKey string // prefix:namespace
+	gen      uint64
+	nsKey    string // prefix:namespace
+	sysClock bool   // clock is the system's
 }
 
 // result is what one flight yields: an answer computed by fn, or an entry
@@ -103,6 +104,7 @@ func (f *Func[A, R]) load() *state {
 		return s
 	}
 	s := &state{config: resolve(f.own), gen: gen}
+	_, s.sysClock = s.clock.(systemClock)
 	s.nsKey = f.ns
 	if s.prefix != "" {
 		s.nsKey = s.prefix + ":" + f.ns
@@ -156,7 +158,7 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		return f.fn(ctx, a)
 	}
 	if s.local != nil {
-		if it, ok := s.local.get(kb, s.clock); ok {
+		if it, ok := s.local.get(kb, s); ok {
 			if v, ok := f.fromItem(ctx, s, it); ok {
 				return v, nil
 			}
@@ -252,7 +254,7 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 		// A flight that ended just before this one started may have
 		// written what this caller missed: read the tiers again.
 		if s.local != nil {
-			if it, ok := s.local.get(kb, s.clock); ok {
+			if it, ok := s.local.get(kb, s); ok {
 				if res, ok := f.localResult(ctx, s, it, needVal); ok {
 					return res
 				}
@@ -509,6 +511,9 @@ func unixNano(t time.Time) int64 {
 
 // appendKey appends the key of a, recovering a panic of key building.
 func (f *Func[A, R]) appendKey(dst []byte, s *state, a A) (b []byte, err error) {
+	if f.kind <= keyFloat {
+		return appendKey(dst, s.nsKey, f.kind, f.keyFn, a) // scalars: cannot panic
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			b, err = nil, fmt.Errorf("memo: building the key panicked: %v", r)
@@ -678,7 +683,7 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 	}
 	if mode == UseCache && s.local != nil {
 		kb := unsafe.Slice(unsafe.StringData(key), len(key))
-		if it, ok := s.local.get(kb, s.clock); ok && it.codec == s.codec.Name() && it.fp == f.fp {
+		if it, ok := s.local.get(kb, s); ok && it.codec == s.codec.Name() && it.fp == f.fp {
 			e := it.entry(s.codec)
 			return &e, nil
 		}
