@@ -138,34 +138,35 @@ func (s *Store[V]) Set(key string, v V, cost, expires, now int64) error {
 		if expires != 0 {
 			heap.Push(&sh.exp, e)
 		}
-		for len(sh.m) > sh.maxEntries {
-			sh.evict()
+		for len(sh.m) > sh.maxEntries && sh.evict(e) {
 		}
 	}
 	total := s.bytes.Add(sh.bytes - before)
 	sh.mu.Unlock()
 	for total > s.maxBytes {
-		total = s.evictSome()
+		var ok bool
+		if total, ok = s.evictSome(e); !ok {
+			break // only e is left: it fits, being within the bound alone
+		}
 	}
 	return err
 }
 
-// evictSome evicts one entry from the next shard that has one and returns
-// the store's bytes.
-func (s *Store[V]) evictSome() int64 {
+// evictSome evicts one entry other than keep from the next shard that has
+// one, and returns the store's bytes; ok is false when there was none.
+func (s *Store[V]) evictSome(keep *entry[V]) (total int64, ok bool) {
 	for range len(s.shards) {
 		sh := &s.shards[s.victim.Add(1)&s.mask]
 		sh.mu.Lock()
-		if len(sh.m) > 0 {
-			before := sh.bytes
-			sh.evict()
+		before := sh.bytes
+		if sh.evict(keep) {
 			total := s.bytes.Add(sh.bytes - before)
 			sh.mu.Unlock()
-			return total
+			return total, true
 		}
 		sh.mu.Unlock()
 	}
-	return s.bytes.Load()
+	return s.bytes.Load(), false
 }
 
 // Delete removes key.
@@ -239,13 +240,21 @@ func (sh *shard[V]) reclaim(now int64) {
 	}
 }
 
-// evict removes one entry by the CLOCK policy. sh.mu is held.
-func (sh *shard[V]) evict() {
+// evict removes one entry other than keep by the CLOCK policy and reports
+// whether there was one. sh.mu is held.
+func (sh *shard[V]) evict(keep *entry[V]) bool {
+	if len(sh.clock) == 0 || len(sh.clock) == 1 && sh.clock[0] == keep {
+		return false
+	}
 	for {
 		if sh.hand >= len(sh.clock) {
 			sh.hand = 0
 		}
 		e := sh.clock[sh.hand]
+		if e == keep {
+			sh.hand++
+			continue
+		}
 		if e.ref.Load() {
 			e.ref.Store(false)
 			sh.hand++
@@ -255,7 +264,7 @@ func (sh *shard[V]) evict() {
 		// slot: pass it, so that it is visited last, not next.
 		sh.remove(e)
 		sh.hand++
-		return
+		return true
 	}
 }
 
