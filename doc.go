@@ -13,11 +13,12 @@
 //
 // Each answer is stored under "prefix:namespace:id". The prefix defaults to
 // "memo" ([Prefix]); the namespace to the function's package path and name
-// ([Namespace]; anonymous functions must be given one). The id comes from
+// ([Namespace]; closures, method values and generic functions must be
+// given one, since two of them would share a name). The id comes from
 // the argument: strings, integers, booleans and floats as they are (strings
 // hashed when long or unsafe), other types as the SHA-256 of a canonical
 // encoding that is the same in every process, or what a [Keyer] or a
-// [KeyFunc] says. See docs/keys.md.
+// [KeyFunc] says. See docs/keys-and-codecs.md.
 //
 // # Stored format
 //
@@ -26,18 +27,28 @@
 // written for another R (after a deploy that changed it), by another codec,
 // in another format version, or corrupt, is a miss and gets overwritten.
 //
-// # Backends
+// # Tiers
 //
-// The default store is an in-memory one shared by the process
-// (backends/memory). Redis (standalone, Cluster, Sentinel), Memcached and
-// DynamoDB live under backends/. A [Backend] stores opaque bytes; a
-// [Clearer] can also drop a namespace.
+// Without a backend, a function answers from the local tier: a bounded
+// store of answers in the process ([DefaultLocalBytes], shared by every
+// function without a backend) that keeps each answer decoded, so that a
+// hit copies rather than decodes. With [WithBackend], answers live in that
+// store of bytes: Redis (standalone, Cluster, Sentinel), Memcached and
+// DynamoDB under backends/, or backends/memory for tests. A [Backend]
+// stores opaque bytes; a [Clearer] can also drop a namespace. memo never
+// looks at a backend's concrete type: a decorator around one changes
+// nothing but what the decorator does.
 //
-// # Concurrency and failure
+// # Promises
 //
-// Concurrent calls for one key run fn once; each caller honours its own
-// context and none fails because another gave up. The cache fails open:
-// a backend error or timeout costs latency, never an answer. See [Func.Call].
+// Two arguments that differ never share a key, and one function's entries
+// are never served to another. Concurrent calls for one key in a process
+// run fn at most once at a time, whatever the callers do. When a call
+// returns an answer fn computed, the answer is stored: a later call, in
+// any process sharing the backend, hits. After [Func.Forget] or
+// [Func.Clear] returns, no call in the process returns an answer computed
+// before it. A cache fault costs latency, never an answer, even under the
+// caller's deadline. See [Func.Call].
 //
 // # HTTP
 //
