@@ -60,8 +60,9 @@ func Wrap[A, R any](fn func(context.Context, A) (R, error), opts ...Option) func
 // programmer error: fn is nil; fn has no stable name of its own (a closure,
 // a method value bound to a receiver, a generic instantiation) and no
 // [Namespace] is given, since two such functions would share entries; A
-// has no canonical key and neither a [Keyer] nor a [KeyFunc] says how to
-// key it; a KeyFunc is for another argument type; an option is invalid.
+// holds a func, channel, unsafe pointer or sync type that no [Keyer],
+// MarshalText or `memo:"-"` tag covers, and no [KeyFunc] says how to key
+// it; a KeyFunc is for another argument type; an option is the zero Option.
 func New[A, R any](fn func(context.Context, A) (R, error), opts ...Option) *Func[A, R] {
 	if fn == nil {
 		panic("memo: New(nil)")

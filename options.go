@@ -141,8 +141,9 @@ func OnError(fn func(ctx context.Context, err error)) Option {
 // types with no canonical form or to ignore some of their fields. The
 // returned string is used as is when it is short printable ASCII without
 // spaces or ':' (and does not start with '~'), and hashed otherwise. A must
-// be the function's argument type: [New] panics otherwise. Only per
-// function: SetDefaults panics on it.
+// be the function's argument type: [New] panics otherwise. A KeyFunc that
+// panics is recovered: that call runs fn uncached and the panic is reported
+// to [OnError] as a key fault. Only per function: SetDefaults panics on it.
 func KeyFunc[A any](fn func(A) string) Option {
 	if fn == nil {
 		panic("memo: KeyFunc(nil)")
