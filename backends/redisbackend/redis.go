@@ -91,8 +91,10 @@ type Backend struct {
 	maxValue  int
 }
 
-// Option configures a [Backend]; pass options to [New].
-type Option func(*config)
+// Option configures a [Backend]; pass options to [New]. Each constructor
+// validates its argument and panics with a "redisbackend: ..." message on a
+// programmer error; the zero Option makes New panic.
+type Option struct{ apply func(*config) }
 
 type config struct {
 	scanCount int
@@ -102,18 +104,24 @@ type config struct {
 // ScanCount sets the COUNT hint of each SCAN that [Backend.Clear] sends, and
 // so roughly how many keys one UNLINK removes (default [DefaultScanCount]).
 // Larger values mean fewer round trips but longer single commands on the
-// server. n must be positive; [New] panics otherwise.
+// server. It panics unless n is positive.
 func ScanCount(n int) Option {
-	return func(c *config) { c.scanCount = n }
+	if n <= 0 {
+		panic(fmt.Sprintf("redisbackend: ScanCount(%d): count must be positive", n))
+	}
+	return Option{func(c *config) { c.scanCount = n }}
 }
 
 // MaxValueSize sets the largest value, in bytes, that [Backend.Set] stores
 // (default [DefaultMaxValueSize]). A larger value is refused, without a round
 // trip, with an error wrapping [memo.ErrTooLarge]. Set it to match a server
 // whose proto-max-bulk-len is lower than the default, or to keep big values
-// out of the cache. n must be positive; [New] panics otherwise.
+// out of the cache. It panics unless n is positive.
 func MaxValueSize(n int) Option {
-	return func(c *config) { c.maxValue = n }
+	if n <= 0 {
+		panic(fmt.Sprintf("redisbackend: MaxValueSize(%d): size must be positive", n))
+	}
+	return Option{func(c *config) { c.maxValue = n }}
 }
 
 // New returns a Backend that stores memo's entries through client: a
@@ -123,7 +131,7 @@ func MaxValueSize(n int) Option {
 // nothing to Redis and validates everything once, here.
 //
 // New panics, with a message starting "redisbackend: ", when client is nil,
-// when an option is nil or invalid, and when client's options would let a
+// when an option is the zero Option, and when client's options would let a
 // stalled Redis outlast memo.Timeout: ContextTimeoutEnabled false, or a
 // ReadTimeout or WriteTimeout of -2 (no socket deadline at all). Those are
 // programming errors, fixed where the client is built:
@@ -139,17 +147,11 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	}
 	checkDeadlines(client)
 	c := config{scanCount: DefaultScanCount, maxValue: DefaultMaxValueSize}
-	for _, o := range opts {
-		if o == nil {
-			panic("redisbackend: New called with a nil Option")
+	for i, o := range opts {
+		if o.apply == nil {
+			panic(fmt.Sprintf("redisbackend: New: option %d is the zero Option; make options with ScanCount or MaxValueSize", i))
 		}
-		o(&c)
-	}
-	if c.scanCount <= 0 {
-		panic(fmt.Sprintf("redisbackend: ScanCount(%d): count must be positive", c.scanCount))
-	}
-	if c.maxValue <= 0 {
-		panic(fmt.Sprintf("redisbackend: MaxValueSize(%d): size must be positive", c.maxValue))
+		o.apply(&c)
 	}
 	b := &Backend{client: client, scanCount: int64(c.scanCount), maxValue: c.maxValue}
 	if cc, ok := client.(*redis.ClusterClient); ok {

@@ -308,7 +308,7 @@ func TestNewPanics(t *testing.T) {
 	}{
 		{"nil client", func() { redisbackend.New(nil) }},
 		{"typed nil client", func() { redisbackend.New((*redis.Client)(nil)) }},
-		{"nil option", func() { redisbackend.New(c, nil) }},
+		{"zero option", func() { redisbackend.New(c, redisbackend.Option{}) }},
 		{"ScanCount(0)", func() { redisbackend.New(c, redisbackend.ScanCount(0)) }},
 		{"MaxValueSize(-1)", func() { redisbackend.New(c, redisbackend.MaxValueSize(-1)) }},
 	} {
