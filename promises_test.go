@@ -3,7 +3,6 @@ package memo_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -372,4 +371,30 @@ func (panicStore) Set(context.Context, string, []byte, time.Duration) error {
 }
 func (panicStore) Delete(context.Context, string) error { panic("delete kaboom") }
 
-var _ = fmt.Sprint
+
+// The errors memo returns are typed and wrap what caused them.
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	if !errors.Is(memo.ErrClearUnsupported, errors.ErrUnsupported) {
+		t.Error("errors.Is(ErrClearUnsupported, errors.ErrUnsupported) = false, want true")
+	}
+	noClear := memo.New(func(ctx context.Context, id int) (int, error) { return id, nil },
+		memo.Namespace("noclear"), memo.WithBackend(stalledStoreNoClear{}))
+	if err := noClear.Clear(ctx); !errors.Is(err, memo.ErrClearUnsupported) {
+		t.Errorf("Clear on a backend without Clearer = %v, want ErrClearUnsupported", err)
+	}
+	local, _ := memo.WithLocalTier(1 << 20)
+	f := memo.New(func(ctx context.Context, id int) (func(), error) { return func() {}, nil },
+		memo.Namespace("unencodable"), local, memo.OnError(func(context.Context, error) {}))
+	_, err := f.Lookup(ctx, 1, memo.UseCache)
+	var ee *memo.EncodeError
+	if !errors.As(err, &ee) || ee.Err == nil {
+		t.Errorf("Lookup of an unencodable answer = %v, want a *memo.EncodeError wrapping the codec's error", err)
+	}
+}
+
+type stalledStoreNoClear struct{}
+
+func (stalledStoreNoClear) Get(context.Context, string) ([]byte, bool, error)        { return nil, false, nil }
+func (stalledStoreNoClear) Set(context.Context, string, []byte, time.Duration) error { return nil }
+func (stalledStoreNoClear) Delete(context.Context, string) error                     { return nil }
