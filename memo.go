@@ -205,7 +205,7 @@ func (f *Func[A, R]) copyOf(v *R) R {
 //
 //go:nosplit
 func noescape(p unsafe.Pointer) unsafe.Pointer {
-	x := uintptr(p) ^ 0
+	x := uintptr(p)
 	return *(*unsafe.Pointer)(unsafe.Pointer(&x))
 }
 
