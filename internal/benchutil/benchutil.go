@@ -53,7 +53,6 @@ func BenchMemoHit(b *testing.B, be memo.Backend, raw RawReader) {
 		}
 		key := f.Key(42)
 		b.Cleanup(func() { be.Delete(context.Background(), key) })
-		testenv.WaitStored(b, be, key)
 		env, ok, err := be.Get(ctx, key)
 		if err != nil || !ok {
 			b.Fatalf("the stored entry: %v, %v", ok, err)

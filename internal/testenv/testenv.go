@@ -1,6 +1,6 @@
 // Package testenv holds the helpers that memo's own tests share: finding
 // the test servers (Require), namespaces unique to a run (NS), and checks
-// of what a backend holds (WantGet, WaitStored). It is internal: a
+// of what a backend holds (WantGet). It is internal: a
 // third-party backend needs only backends/backendtest.
 package testenv
 
@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gomemo/memo"
 )
@@ -70,19 +69,5 @@ func WantGet(t testing.TB, b memo.Backend, key, want string) {
 		t.Fatalf("Get(%q) = miss, want %.40q", key, want)
 	case want != "" && string(v) != want:
 		t.Fatalf("Get(%q) = %.40q, want %.40q", key, v, want)
-	}
-}
-
-// WaitStored waits up to 5 s until b holds key, for tests that read the
-// store right after a write that may land after the call returns.
-func WaitStored(t testing.TB, b memo.Backend, key string) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		if _, ok, err := b.Get(context.Background(), key); err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%q was not stored within 5 s", key)
-		}
 	}
 }
