@@ -64,6 +64,7 @@ type flight[T any] struct {
 	done    chan struct{} // made by the first waiter, closed when isDone is set
 	waiters int           // callers waiting on done
 	dropped bool          // an invalidation covers the flight: write nothing
+	fresh   bool          // the flight runs fn rather than answering from a tier
 	writing chan struct{} // non-nil while a write runs; closed when it ends
 }
 
@@ -73,7 +74,7 @@ type flight[T any] struct {
 type work[T any] func(ctx context.Context, fl *flight[T]) T
 
 // do returns the result of the flight for key, starting one with w when
-// none is under way. first is true for the first caller to take the
+// none is under way (or, when fresh is true, none that runs fn). first is true for the first caller to take the
 // result, which may own it; the others must copy what they mutate. do
 // panics with a *PanicError when w panicked.
 //
@@ -83,14 +84,32 @@ type work[T any] func(ctx context.Context, fl *flight[T]) T
 // A caller whose ctx ends returns ctx.Err(), unless the answer is already
 // known and only its write is under way: then it gets the answer. orphan
 // receives a panic of a flight that no caller waited for.
-func (g *group[T]) do(ctx context.Context, key string, w work[T], orphan func(context.Context, *PanicError)) (v T, first bool, err error) {
+func (g *group[T]) do(ctx context.Context, key string, fresh bool, w work[T], orphan func(context.Context, *PanicError)) (v T, first bool, err error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*flight[T])
 	}
 	f := g.m[key]
+	for fresh && f != nil && !f.fresh && !f.isDone {
+		// A caller that wants an answer fn computes does not take one read
+		// from a tier: it waits for that flight to end, then starts its
+		// own, so that fn still runs once at a time.
+		if f.done == nil {
+			f.done, f.ready = make(chan struct{}), make(chan struct{})
+		}
+		done := f.done
+		g.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			var zero T
+			return zero, false, ctx.Err()
+		}
+		g.mu.Lock()
+		f = g.m[key]
+	}
 	if f == nil {
-		f = &flight[T]{dropped: g.clears > 0 || g.forgets[key] > 0}
+		f = &flight[T]{dropped: g.clears > 0 || g.forgets[key] > 0, fresh: fresh}
 		g.m[key] = f
 		if ctx.Done() == nil {
 			g.mu.Unlock()
@@ -170,6 +189,13 @@ func (g *group[T]) run(ctx context.Context, key string, f *flight[T], w work[T],
 	normal = true
 }
 
+// computing marks f as running fn: its answer is fresh.
+func (g *group[T]) computing(f *flight[T]) {
+	g.mu.Lock()
+	f.fresh = true
+	g.mu.Unlock()
+}
+
 // answer makes v known to callers whose context ends before the flight
 // does.
 func (g *group[T]) answer(f *flight[T], v T) {
@@ -217,7 +243,7 @@ func (g *group[T]) invalidate(key string, all bool) (writes []chan struct{}) {
 		g.forgets[key]++
 	}
 	for k, f := range g.m {
-		if all || k == key || k == refreshKey(key) {
+		if all || k == key {
 			f.dropped = true
 			if f.writing != nil {
 				writes = append(writes, f.writing)
@@ -240,8 +266,3 @@ func (g *group[T]) invalidated(key string, all bool) {
 		delete(g.forgets, key)
 	}
 }
-
-// refreshKey is the flight key of a computation that must not read (a
-// Refresh), so that it never shares a flight that answers from the cache.
-// No key memo builds holds a NUL.
-func refreshKey(key string) string { return key + "\x00" }

@@ -232,17 +232,13 @@ func (f *Func[A, R]) fromItem(ctx context.Context, s *state, it *item) (R, bool)
 // tiers (unless mode is Refresh), else run fn and write its answer. needVal
 // says whether the caller wants an R (Call) rather than an entry.
 func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool) (result[R], bool, error) {
-	fkey := key
-	if mode == Refresh {
-		fkey = refreshKey(key)
-	}
 	// The backend's share of the first caller's time, read now: fn gets
 	// the rest.
 	budget := s.timeout
 	if d, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(d)/2)
 	}
-	return f.flights.do(ctx, fkey, func(fctx context.Context, fl *flight[result[R]]) result[R] {
+	return f.flights.do(ctx, key, mode == Refresh, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		return f.miss(fctx, s, key, a, mode, needVal, budget, fl)
 	}, func(fctx context.Context, p *PanicError) { s.onError(fctx, p) })
 }
@@ -307,6 +303,7 @@ func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVa
 // the tiers unless an invalidation came (or the remote tier has just
 // failed a read: it would only stall again).
 func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, skipRemote bool, fl *flight[result[R]]) result[R] {
+	f.flights.computing(fl)
 	res := f.run(ctx, s, key, a)
 	if res.entry.raw == nil {
 		return res
@@ -611,6 +608,8 @@ const (
 	// UseCache answers from a fresh entry, or computes and stores one.
 	UseCache Mode = iota
 	// Refresh computes and stores without reading first (request no-cache).
+	// It shares a computation of fn already under way, and waits for one
+	// that answers from the cache to end before running fn.
 	Refresh
 	// Bypass computes without reading or storing (request no-store).
 	Bypass

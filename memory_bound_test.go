@@ -119,7 +119,7 @@ func TestMemoryBoundBigValues(t *testing.T) {
 	}
 	limit := 4.5 // fn's value, its encoding (with buffer growth), the tier's copy
 	if raceEnabled {
-		limit = 5
+		limit = 6 // the race detector pads allocations
 	}
 	if perByte > limit {
 		t.Errorf("a miss allocates %.2f B per value byte, want <= %.1f", perByte, limit)
