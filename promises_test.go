@@ -398,3 +398,40 @@ type stalledStoreNoClear struct{}
 func (stalledStoreNoClear) Get(context.Context, string) ([]byte, bool, error)        { return nil, false, nil }
 func (stalledStoreNoClear) Set(context.Context, string, []byte, time.Duration) error { return nil }
 func (stalledStoreNoClear) Delete(context.Context, string) error                     { return nil }
+
+// Promise 5 for every mode: a Refresh (an HTTP no-cache request) that comes
+// while fn runs for the key shares that run instead of starting another.
+func TestPromiseRefreshSharesRun(t *testing.T) {
+	local, _ := memo.WithLocalTier(1 << 20)
+	started, release := make(chan struct{}), make(chan struct{})
+	var runs, running, maxRunning atomic.Int64
+	f := memo.New(func(ctx context.Context, id int) (int, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		if n > maxRunning.Load() {
+			maxRunning.Store(n)
+		}
+		if runs.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return id, nil
+	}, memo.Namespace("refresh-shares"), local)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Go(func() { f.Call(ctx, 1) })
+	<-started
+	for range 5 {
+		wg.Go(func() {
+			if _, err := f.Lookup(ctx, 1, memo.Refresh); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let the Refresh callers arrive
+	close(release)
+	wg.Wait()
+	if r, m := runs.Load(), maxRunning.Load(); m != 1 {
+		t.Errorf("fn ran %d times, %d at once; want never two at once", r, m)
+	}
+}
