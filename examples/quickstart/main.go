@@ -1,5 +1,5 @@
 // Command quickstart is a small HTTP service whose endpoints answer from
-// memoized functions on memo's in-memory default store.
+// memoized functions on memo's local tier, the default store.
 //
 //	go run ./examples/quickstart            # listens on 127.0.0.1:8080 (ADDR overrides)
 //	curl -i http://127.0.0.1:8080/users/42  # X-Cache: MISS, after ~300 ms
