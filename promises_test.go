@@ -434,3 +434,42 @@ func TestPromiseRefreshSharesRun(t *testing.T) {
 		t.Errorf("fn ran %d times, %d at once; want never two at once", r, m)
 	}
 }
+
+// decorated wraps a Backend and counts its calls, as a user's metrics
+// decorator would.
+type decorated struct {
+	memo.Backend
+	gets, sets atomic.Int64
+}
+
+func (d *decorated) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	d.gets.Add(1)
+	return d.Backend.Get(ctx, key)
+}
+
+func (d *decorated) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	d.sets.Add(1)
+	return d.Backend.Set(ctx, key, v, ttl)
+}
+
+// The core never looks at a backend's concrete type: behind a decorator a
+// backend behaves exactly as it does bare (a miss is one Get and one Set, a
+// hit one Get, the write lands before Call returns).
+func TestDecoratedBackend(t *testing.T) {
+	ctx := context.Background()
+	d := &decorated{Backend: memory.New()}
+	var runs atomic.Int64
+	f := memo.New(func(ctx context.Context, id int) (int, error) { runs.Add(1); return id, nil },
+		memo.Namespace("decorated"), memo.WithBackend(d))
+	f.Call(ctx, 1)
+	if g, s := d.gets.Load(), d.sets.Load(); g != 1 || s != 1 {
+		t.Errorf("a miss made %d gets and %d sets, want 1 and 1", g, s)
+	}
+	if _, ok, _ := d.Backend.Get(ctx, f.Key(1)); !ok {
+		t.Error("the entry is not in the store when Call returns")
+	}
+	f.Call(ctx, 1)
+	if g, s, r := d.gets.Load(), d.sets.Load(), runs.Load(); g != 2 || s != 1 || r != 1 {
+		t.Errorf("after a hit: %d gets, %d sets, %d runs; want 2, 1, 1", g, s, r)
+	}
+}
