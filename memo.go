@@ -165,26 +165,22 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 			}
 		}
 	}
-	res, first, err := f.fetch(ctx, s, string(kb), a, UseCache, true)
+	key := string(kb)
+	res, first, err := f.fetch(ctx, s, key, a, UseCache, true)
 	if err != nil {
 		return zero, err
 	}
-	return f.answer(ctx, s, &res, first)
-}
-
-// answer is what Call returns from a flight's result.
-func (f *Func[A, R]) answer(ctx context.Context, s *state, res *result[R], first bool) (R, error) {
 	if res.err != nil || res.hasVal && first {
 		return res.val, res.err
 	}
 	if res.hasVal && f.cp.ok {
 		return f.copyOf(&res.val), nil
 	}
+	// A caller sharing another's answer decodes a value of its own.
 	var v R
 	if err := s.decode(res.entry.Payload, &v); err != nil {
-		// Only an entry we just read or wrote gets here: it decoded once.
-		s.report(ctx, "decode", "", err)
-		return res.val, nil
+		s.report(ctx, "decode", key, err)
+		return f.fn(ctx, a) // fail open: never a zero value for an answer
 	}
 	return v, nil
 }
