@@ -140,7 +140,7 @@ func (f *Func[A, R]) load() *state {
 // entry, a key that cannot be built) never reaches the caller: a failed
 // read is a miss, a failed write is reported to [OnError], and fn's answer
 // is returned either way. A backend call takes at most [Timeout], and at
-// most half of the time the first caller has left, so that fn still has
+// most a third of the time the first caller has left, so that fn still has
 // time to answer. Every caller gets a value of its own: mutating it never
 // changes what later calls return.
 func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
@@ -232,7 +232,7 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 	// the rest.
 	budget := s.timeout
 	if d, ok := ctx.Deadline(); ok {
-		budget = min(budget, time.Until(d)/2)
+		budget = min(budget, time.Until(d)/3)
 	}
 	return f.flights.do(ctx, key, mode == Refresh, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		return f.miss(fctx, s, key, a, mode, needVal, budget, fl)

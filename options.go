@@ -106,7 +106,7 @@ func Enabled(on bool) Option {
 }
 
 // Timeout bounds each call to the backend (default [DefaultTimeout]): the
-// call's context gets a deadline Timeout away, or half of the time the
+// call's context gets a deadline Timeout away, or a third of the time the
 // first caller has left when that is sooner, so that fn keeps a fair share
 // of it. A call that runs past it counts as a fault of the cache: a read is
 // a miss, a write is reported. It does not bound fn, nor the local tier,
