@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gomemo/memo"
@@ -62,8 +63,11 @@ func TestBoundedByBytes(t *testing.T) {
 	}
 }
 
-// Expired entries are reclaimed by later writes, without being read.
-func TestExpiredReclaimedWithoutRead(t *testing.T) {
+// Expired entries are reclaimed by later writes, without being read. The
+// clock is synctest's: the wait for expiry takes no time.
+func TestExpiredReclaimedWithoutRead(t *testing.T) { synctest.Test(t, testExpiredReclaimedWithoutRead) }
+
+func testExpiredReclaimedWithoutRead(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New(memory.Shards(1))
 	for i := range 1000 {
