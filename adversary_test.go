@@ -186,7 +186,7 @@ func TestAdversaryEarlyAnswerMutationCached(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Call at its deadline during the write: %v", err)
 	}
-	v[0] = 99 // the caller's own value: mutating it must change nothing else
+	v[0] = 99                          // the caller's own value: mutating it must change nothing else
 	time.Sleep(400 * time.Millisecond) // the write and the fill end
 	if w, _ := f.Call(context.Background(), 1); w[0] != 1 {
 		t.Errorf("a later Call = %v, want [1 2 3]: an earlier caller's mutation was cached", w)
