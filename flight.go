@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,7 @@ func (p *PanicError) Unwrap() error {
 
 var errGoexit = errors.New("memo: fn called runtime.Goexit")
 
-// group runs at most one flight at a time per key: the whole miss of that
+// gshard, a shard of a group, runs at most one flight at a time per key: the whole miss of that
 // key (read the tiers, run fn, write the answer). Unlike singleflight, each
 // caller waits on its own context and leaves alone when it ends; the flight
 // goes on without it, so that a caller giving up never starts a second run.
@@ -38,11 +39,61 @@ var errGoexit = errors.New("memo: fn called runtime.Goexit")
 // Invalidations (Forget, Clear) fence flights: a flight covered by one
 // writes nothing once the invalidation has begun, and an invalidation waits
 // for a write already under way before it deletes.
-type group[T any] struct {
+type gshard[T any] struct {
 	mu      sync.Mutex
 	m       map[string]*flight[T] // the flight under way per key; guarded by mu
 	forgets map[string]int        // keys with a Forget under way; guarded by mu
 	clears  int                   // Clears under way; guarded by mu
+}
+
+// group is split by key into shards of their own lock, so that calls for
+// different keys rarely wait on each other.
+type group[T any] struct {
+	seed   maphash.Seed
+	once   sync.Once
+	shards [groupShards]gshard[T]
+}
+
+const groupShards = 32
+
+func (g *group[T]) shard(key string) *gshard[T] {
+	g.once.Do(func() { g.seed = maphash.MakeSeed() })
+	return &g.shards[maphash.String(g.seed, key)%groupShards]
+}
+
+func (g *group[T]) do(ctx context.Context, key string, fresh bool, w work[T], orphan func(context.Context, *PanicError)) (T, bool, error) {
+	return g.shard(key).do(ctx, key, fresh, w, orphan)
+}
+
+func (g *group[T]) computing(f *flight[T])   { f.g.computing(f) }
+func (g *group[T]) answer(f *flight[T], v T) { f.g.answer(f, v) }
+func (g *group[T]) beginWrite(f *flight[T]) bool {
+	return f.g.beginWrite(f)
+}
+func (g *group[T]) endWrite(f *flight[T]) { f.g.endWrite(f) }
+
+// invalidate starts an invalidation of key, or of every key when all is
+// true (see gshard.invalidate), and returns the writes to wait for.
+func (g *group[T]) invalidate(key string, all bool) []chan struct{} {
+	if !all {
+		return g.shard(key).invalidate(key, false)
+	}
+	var writes []chan struct{}
+	for i := range g.shards {
+		writes = append(writes, g.shards[i].invalidate("", true)...)
+	}
+	return writes
+}
+
+// invalidated ends what invalidate started.
+func (g *group[T]) invalidated(key string, all bool) {
+	if !all {
+		g.shard(key).invalidated(key, false)
+		return
+	}
+	for i := range g.shards {
+		g.shards[i].invalidated("", true)
+	}
 }
 
 // flight is one run of the miss path for a key.
@@ -56,6 +107,7 @@ type flight[T any] struct {
 	panic *PanicError
 
 	taken atomic.Int32 // callers that took the answer: the first owns it
+	g     *gshard[T]   // the shard of the group that holds it; set once
 
 	// These fields are guarded by group.mu.
 	isReady bool          // early is set
@@ -84,7 +136,7 @@ type work[T any] func(ctx context.Context, fl *flight[T]) T
 // A caller whose ctx ends returns ctx.Err(), unless the answer is already
 // known and only its write is under way: then it gets the answer. orphan
 // receives a panic of a flight that no caller waited for.
-func (g *group[T]) do(ctx context.Context, key string, fresh bool, w work[T], orphan func(context.Context, *PanicError)) (v T, first bool, err error) {
+func (g *gshard[T]) do(ctx context.Context, key string, fresh bool, w work[T], orphan func(context.Context, *PanicError)) (v T, first bool, err error) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*flight[T])
@@ -109,7 +161,7 @@ func (g *group[T]) do(ctx context.Context, key string, fresh bool, w work[T], or
 		f = g.m[key]
 	}
 	if f == nil {
-		f = &flight[T]{dropped: g.clears > 0 || g.forgets[key] > 0, fresh: fresh}
+		f = &flight[T]{dropped: g.clears > 0 || g.forgets[key] > 0, fresh: fresh, g: g}
 		g.m[key] = f
 		if ctx.Done() == nil {
 			g.mu.Unlock()
@@ -152,7 +204,7 @@ func (g *group[T]) do(ctx context.Context, key string, fresh bool, w work[T], or
 	return zero, false, ctx.Err()
 }
 
-func (g *group[T]) take(f *flight[T]) (T, bool, error) {
+func (g *gshard[T]) take(f *flight[T]) (T, bool, error) {
 	if f.panic != nil {
 		panic(f.panic)
 	}
@@ -161,7 +213,7 @@ func (g *group[T]) take(f *flight[T]) (T, bool, error) {
 
 // run runs w for f and ends the flight. orphan is nil when the caller runs
 // the flight itself.
-func (g *group[T]) run(ctx context.Context, key string, f *flight[T], w work[T], orphan func(context.Context, *PanicError)) {
+func (g *gshard[T]) run(ctx context.Context, key string, f *flight[T], w work[T], orphan func(context.Context, *PanicError)) {
 	normal := false
 	defer func() {
 		if !normal {
@@ -190,7 +242,7 @@ func (g *group[T]) run(ctx context.Context, key string, f *flight[T], w work[T],
 }
 
 // computing marks f as running fn: its answer is fresh.
-func (g *group[T]) computing(f *flight[T]) {
+func (g *gshard[T]) computing(f *flight[T]) {
 	g.mu.Lock()
 	f.fresh = true
 	g.mu.Unlock()
@@ -198,7 +250,7 @@ func (g *group[T]) computing(f *flight[T]) {
 
 // answer makes v known to callers whose context ends before the flight
 // does.
-func (g *group[T]) answer(f *flight[T], v T) {
+func (g *gshard[T]) answer(f *flight[T], v T) {
 	g.mu.Lock()
 	f.early, f.isReady = v, true
 	if f.ready != nil {
@@ -209,7 +261,7 @@ func (g *group[T]) answer(f *flight[T], v T) {
 
 // beginWrite reports whether f may write; if so, the write must be ended
 // with endWrite, and an invalidation that comes meanwhile waits for it.
-func (g *group[T]) beginWrite(f *flight[T]) bool {
+func (g *gshard[T]) beginWrite(f *flight[T]) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f.dropped {
@@ -219,7 +271,7 @@ func (g *group[T]) beginWrite(f *flight[T]) bool {
 	return true
 }
 
-func (g *group[T]) endWrite(f *flight[T]) {
+func (g *gshard[T]) endWrite(f *flight[T]) {
 	g.mu.Lock()
 	close(f.writing)
 	f.writing = nil
@@ -231,7 +283,7 @@ func (g *group[T]) endWrite(f *flight[T]) {
 // later calls start afresh, and flights started until the matching
 // invalidated call are dropped at birth. It returns the writes under way,
 // to be waited for before deleting.
-func (g *group[T]) invalidate(key string, all bool) (writes []chan struct{}) {
+func (g *gshard[T]) invalidate(key string, all bool) (writes []chan struct{}) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if all {
@@ -255,14 +307,19 @@ func (g *group[T]) invalidate(key string, all bool) (writes []chan struct{}) {
 }
 
 // invalidated ends an invalidation that invalidate started.
-func (g *group[T]) invalidated(key string, all bool) {
+func (g *gshard[T]) invalidated(key string, all bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if all {
 		g.clears--
-		return
-	}
-	if g.forgets[key]--; g.forgets[key] == 0 {
+	} else if g.forgets[key]--; g.forgets[key] == 0 {
 		delete(g.forgets, key)
+	}
+	// A flight born while the invalidation ran may have read the tiers
+	// before its deletes landed: it serves no caller that comes after.
+	for k, f := range g.m {
+		if (all || k == key) && f.dropped {
+			delete(g.m, k)
+		}
 	}
 }

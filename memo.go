@@ -34,8 +34,9 @@ type Func[A, R any] struct {
 type state struct {
 	config
 	gen      uint64
-	nsKey    string // prefix:namespace
-	sysClock bool   // clock is the system's
+	nsKey    string                             // prefix:namespace
+	sysClock bool                               // clock is the system's
+	orphan   func(context.Context, *PanicError) // reports a panic no caller received
 }
 
 // result is what one flight yields: an answer computed by fn, or an entry
@@ -106,6 +107,7 @@ func (f *Func[A, R]) load() *state {
 	}
 	s := &state{config: resolve(f.own), gen: gen}
 	_, s.sysClock = s.clock.(systemClock)
+	s.orphan = func(ctx context.Context, p *PanicError) { s.fault(ctx, p) }
 	s.nsKey = f.ns
 	if s.prefix != "" {
 		s.nsKey = s.prefix + ":" + f.ns
@@ -236,7 +238,7 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 	}
 	return f.flights.do(ctx, key, mode == Refresh, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		return f.miss(fctx, s, key, a, mode, needVal, budget, fl)
-	}, func(fctx context.Context, p *PanicError) { s.onError(fctx, p) })
+	}, s.orphan)
 }
 
 // miss is a flight's body: the whole miss path of one key.
