@@ -272,7 +272,10 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 				}
 				return res
 			}
-			readFailed = failed
+			// A store that stalled for the whole Timeout would stall the
+			// write too: skip it. A read cut short by the caller's
+			// deadline says nothing of the store.
+			readFailed = failed && budget >= s.timeout
 		}
 	}
 	return f.compute(ctx, s, key, a, readFailed, fl)
@@ -306,17 +309,30 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, ski
 	if res.entry.raw == nil {
 		return res
 	}
-	f.flights.answer(fl, res)
+	// Callers that take the answer before the write ends decode their own
+	// value from the payload: the value itself goes to the first caller
+	// after it and to the local tier, and must not be shared meanwhile.
+	early := res
+	early.hasVal = false
+	f.flights.answer(fl, early)
 	if !f.flights.beginWrite(fl) {
 		return res
 	}
-	defer f.flights.endWrite(fl)
+	var werr error
 	stored := false
 	if s.remote != nil && !skipRemote {
-		stored = f.write(ctx, s, key, res.entry.raw)
+		werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
+			return s.remote.Set(bctx, key, res.entry.raw, s.expire)
+		})
+		stored = werr == nil
 	}
 	if s.local != nil {
 		stored = f.fill(s, key, &res, res.entry.raw, unixNano(res.entry.FreshUntil)) || stored
+	}
+	f.flights.endWrite(fl)
+	if werr != nil {
+		// Reported outside the fence: the hook may call Forget or Clear.
+		s.report(ctx, "set", key, werr)
 	}
 	res.entry.Stored = stored
 	return res
@@ -427,18 +443,6 @@ func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time
 	}
 	env.raw = b
 	return env, true, false
-}
-
-// write stores an envelope in the remote tier.
-func (f *Func[A, R]) write(ctx context.Context, s *state, key string, raw []byte) bool {
-	err := s.call(ctx, s.timeout, func(bctx context.Context) error {
-		return s.remote.Set(bctx, key, raw, s.expire)
-	})
-	if err != nil {
-		s.report(ctx, "set", key, err)
-		return false
-	}
-	return true
 }
 
 // call runs a backend call bounded by d, turning a panic into an error.
