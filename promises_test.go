@@ -370,7 +370,6 @@ func (panicStore) Set(context.Context, string, []byte, time.Duration) error {
 }
 func (panicStore) Delete(context.Context, string) error { panic("delete kaboom") }
 
-
 // The errors memo returns are typed and wrap what caused them.
 func TestErrors(t *testing.T) {
 	ctx := context.Background()
