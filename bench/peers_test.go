@@ -23,7 +23,6 @@ import (
 	"github.com/viccon/sturdyc"
 
 	"github.com/gomemo/memo"
-	"github.com/gomemo/memo/backends/memory"
 	"github.com/gomemo/memo/backends/redisbackend"
 )
 

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/gomemo/memo"
-	"github.com/gomemo/memo/backends/memory"
 	"github.com/gomemo/memo/bench"
 	"github.com/gomemo/memo/httpadapter"
 )
