@@ -334,7 +334,11 @@ func buildKey[A any](ns string, kind keyKind, keyFn func(A) string, a A) (string
 // MemoKey, MarshalText or KeyFunc that panics is reported as an error.
 func appendKey[A any](dst []byte, ns string, kind keyKind, keyFn func(A) string, a A) ([]byte, error) {
 	dst = append(append(dst, ns...), ':')
-	room := MaxKeyLen - len(ns) - 1
+	return appendID(dst, MaxKeyLen-len(ns)-1, kind, keyFn, a)
+}
+
+// appendID appends the id of a, for a key with room bytes left for it.
+func appendID[A any](dst []byte, room int, kind keyKind, keyFn func(A) string, a A) ([]byte, error) {
 	// The scalar kinds read a through unsafe rather than any(a), which
 	// would allocate: A's kind, hence its layout, was checked in New.
 	p := unsafe.Pointer(&a)

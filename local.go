@@ -1,7 +1,9 @@
 package memo
 
 import (
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/gomemo/memo/internal/store"
@@ -86,3 +88,26 @@ func (it *item) entry(c Codec) Entry {
 }
 
 func allocSize(n int) int64 { return store.AllocSize(n) }
+
+// The local tier keys entries by a short name of the namespace key, given
+// once per namespace key for the life of the process, and the id: shorter
+// keys are quicker to hash and compare on every hit. Names start with a
+// byte no namespace key holds, so they never meet a backend key.
+var (
+	localNames sync.Map // namespace key -> its short name
+	localSeq   atomic.Uint64
+)
+
+func localName(nsKey string) string {
+	if n, ok := localNames.Load(nsKey); ok {
+		return n.(string)
+	}
+	n, _ := localNames.LoadOrStore(nsKey, "\x01"+strconv.FormatUint(localSeq.Add(1), 36))
+	return n.(string)
+}
+
+// appendLocalKey appends the local tier's key for a backend key of this
+// namespace: its short name, then ":" and the id.
+func (s *state) appendLocalKey(dst []byte, key string) []byte {
+	return append(append(dst, s.localNS...), key[len(s.nsKey):]...)
+}

@@ -35,6 +35,7 @@ type state struct {
 	config
 	gen      uint64
 	nsKey    string                             // prefix:namespace
+	localNS  string                             // the local tier's short name for nsKey
 	sysClock bool                               // clock is the system's
 	orphan   func(context.Context, *PanicError) // reports a panic no caller received
 }
@@ -107,6 +108,7 @@ func (f *Func[A, R]) load() *state {
 	}
 	s := &state{config: resolve(f.own), gen: gen}
 	_, s.sysClock = s.clock.(systemClock)
+	s.localNS = localName(s.nsKey)
 	s.orphan = func(ctx context.Context, p *PanicError) { s.fault(ctx, p) }
 	s.nsKey = f.ns
 	if s.prefix != "" {
@@ -155,19 +157,29 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		return zero, err
 	}
 	var buf [MaxKeyLen + 8]byte
-	kb, err := f.appendKey(buf[:0], s, a)
-	if err != nil {
-		s.report(ctx, "key", s.nsKey, err)
-		return f.fn(ctx, a)
-	}
+	var key string
 	if s.local != nil {
-		if it, ok := s.local.get(kb, s); ok {
+		// The local tier's key: a short name for the namespace, and the id.
+		lk := append(append(buf[:0], s.localNS...), ':')
+		lk, err := f.appendID(lk, s, a)
+		if err != nil {
+			s.report(ctx, "key", s.nsKey, err)
+			return f.fn(ctx, a)
+		}
+		if it, ok := s.local.get(lk, s); ok {
 			if v, ok := f.fromItem(ctx, s, it); ok {
 				return v, nil
 			}
 		}
+		key = s.nsKey + ":" + string(lk[len(s.localNS)+1:])
+	} else {
+		kb, err := f.appendKey(buf[:0], s, a)
+		if err != nil {
+			s.report(ctx, "key", s.nsKey, err)
+			return f.fn(ctx, a)
+		}
+		key = string(kb)
 	}
-	key := string(kb)
 	res, first, err := f.fetch(ctx, s, key, a, UseCache, true)
 	if err != nil {
 		return zero, err
@@ -243,13 +255,13 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 
 // miss is a flight's body: the whole miss path of one key.
 func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool, budget time.Duration, fl *flight[result[R]]) result[R] {
-	kb := unsafe.Slice(unsafe.StringData(key), len(key))
 	readFailed := false
 	if mode == UseCache {
 		// A flight that ended just before this one started may have
 		// written what this caller missed: read the tiers again.
 		if s.local != nil {
-			if it, ok := s.local.get(kb, s); ok {
+			var buf [MaxKeyLen + 8]byte
+			if it, ok := s.local.get(s.appendLocalKey(buf[:0], key), s); ok {
 				if res, ok := f.localResult(ctx, s, it, needVal); ok {
 					return res
 				}
@@ -360,7 +372,8 @@ func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, fres
 		}
 		deadline = now + left
 	}
-	return s.local.set(key, it, cost, deadline, now)
+	var buf [MaxKeyLen + 8]byte
+	return s.local.set(string(s.appendLocalKey(buf[:0], key)), it, cost, deadline, now)
 }
 
 // run calls fn and encodes its answer into an entry (not yet stored).
@@ -510,16 +523,25 @@ func unixNano(t time.Time) int64 {
 }
 
 // appendKey appends the key of a, recovering a panic of key building.
-func (f *Func[A, R]) appendKey(dst []byte, s *state, a A) (b []byte, err error) {
+func (f *Func[A, R]) appendKey(dst []byte, s *state, a A) ([]byte, error) {
+	dst = append(append(dst, s.nsKey...), ':')
+	return f.appendID(dst, s, a)
+}
+
+// appendID appends the id of a, recovering a panic of key building. The id
+// is the same whether it follows the namespace key or the local tier's
+// short name for it.
+func (f *Func[A, R]) appendID(dst []byte, s *state, a A) (b []byte, err error) {
+	room := MaxKeyLen - len(s.nsKey) - 1
 	if f.kind <= keyFloat {
-		return appendKey(dst, s.nsKey, f.kind, f.keyFn, a) // scalars: cannot panic
+		return appendID(dst, room, f.kind, f.keyFn, a) // scalars: cannot panic
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			b, err = nil, fmt.Errorf("memo: building the key panicked: %v", r)
 		}
 	}()
-	return appendKey(dst, s.nsKey, f.kind, f.keyFn, a)
+	return appendID(dst, room, f.kind, f.keyFn, a)
 }
 
 // Key returns the backend key for a: "prefix:namespace:id". The id is a
@@ -558,7 +580,8 @@ func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 	}
 	defer f.flights.invalidated(key, false)
 	if s.local != nil {
-		s.local.delete(key)
+		var buf [MaxKeyLen + 8]byte
+		s.local.delete(string(s.appendLocalKey(buf[:0], key)))
 	}
 	if s.remote == nil {
 		return nil
@@ -583,7 +606,7 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 	}
 	defer f.flights.invalidated("", true)
 	if s.local != nil {
-		s.local.clear(s.nsKey)
+		s.local.clear(s.localNS)
 	}
 	if s.remote == nil {
 		return nil
@@ -684,8 +707,8 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 		return &e, nil
 	}
 	if mode == UseCache && s.local != nil {
-		kb := unsafe.Slice(unsafe.StringData(key), len(key))
-		if it, ok := s.local.get(kb, s); ok && it.codec == s.codec.Name() && it.fp == f.fp {
+		var buf [MaxKeyLen + 8]byte
+		if it, ok := s.local.get(s.appendLocalKey(buf[:0], key), s); ok && it.codec == s.codec.Name() && it.fp == f.fp {
 			e := it.entry(s.codec)
 			return &e, nil
 		}
