@@ -431,11 +431,7 @@ func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[
 // call itself failed (an error or a timeout), which is not worth repeating
 // at once.
 func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time.Duration) (env envelope, ok, failed bool) {
-	var b []byte
-	err := s.call(ctx, budget, func(bctx context.Context) (err error) {
-		b, ok, err = s.remote.Get(bctx, key)
-		return err
-	})
+	b, ok, err := s.get(ctx, budget, key)
 	if err != nil {
 		s.report(ctx, "get", key, err)
 		return envelope{}, false, true
@@ -472,6 +468,18 @@ func (s *state) call(ctx context.Context, d time.Duration, op func(context.Conte
 	return op(bctx)
 }
 
+// get is call for the remote tier's Get, without a closure (the hit path).
+func (s *state) get(ctx context.Context, d time.Duration, key string) (b []byte, ok bool, err error) {
+	bctx := deadline.New(ctx, d)
+	defer bctx.Release()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return s.remote.Get(bctx, key)
+}
+
 // safely runs op, turning a panic into an error.
 func safely(op func() error) (err error) {
 	defer func() {
@@ -483,8 +491,13 @@ func safely(op func() error) (err error) {
 }
 
 // decode decodes a payload, turning a panic of the codec into an error.
-func (s *state) decode(payload []byte, v any) error {
-	return safely(func() error { return s.codec.Unmarshal(payload, v) })
+func (s *state) decode(payload []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return s.codec.Unmarshal(payload, v)
 }
 
 // report sends a fault to OnError. A panic of the hook is recovered and
