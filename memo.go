@@ -575,10 +575,11 @@ func (f *Func[A, R]) Key(a A) string {
 // returns, no call in this process returns an answer computed before
 // Forget was called, and no write of such an answer lands: a computation
 // for a already under way keeps its callers but writes nothing, and a
-// write already under way is waited for before the delete. (Other
-// processes sharing the backend are not fenced: a computation under way
-// there may still write.) Calls that overlap Forget may get the old
-// answer. The error, if any, is a *[BackendError]: the remote delete
+// write already under way is waited for before the delete. Calls that
+// overlap Forget may get the old answer. Two exceptions, both on a remote
+// backend: other processes sharing it are not fenced (a computation under
+// way there may still write), and a write that memo gave up on at
+// [Timeout] may still reach the store after the delete. The error, if any, is a *[BackendError]: the remote delete
 // failed or ran out of [Timeout], and the entry may remain there.
 func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 	s := f.load()
