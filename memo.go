@@ -108,12 +108,12 @@ func (f *Func[A, R]) load() *state {
 	}
 	s := &state{config: resolve(f.own), gen: gen}
 	_, s.sysClock = s.clock.(systemClock)
-	s.localNS = localName(s.nsKey)
 	s.orphan = func(ctx context.Context, p *PanicError) { s.fault(ctx, p) }
 	s.nsKey = f.ns
 	if s.prefix != "" {
 		s.nsKey = s.prefix + ":" + f.ns
 	}
+	s.localNS = localName(s.nsKey)
 	f.st.Store(s)
 	return s
 }

@@ -472,3 +472,33 @@ func TestDecoratedBackend(t *testing.T) {
 		t.Errorf("after a hit: %d gets, %d sets, %d runs; want 2, 1, 1", g, s, r)
 	}
 }
+
+func twoFnsA(ctx context.Context, id int) (string, error) { return "A", nil }
+func twoFnsB(ctx context.Context, id int) (string, error) { return "B", nil }
+
+// Promise 2 on the shared local tier: two functions with the same argument
+// and result types, no backend and default namespaces never answer for
+// each other, and Clear of one leaves the other's entries. It fails if the
+// local tier's keys lose the namespace.
+func TestPromiseFunctionsApartOnLocalTier(t *testing.T) {
+	ctx := context.Background()
+	fa, fb := memo.New(twoFnsA), memo.New(twoFnsB)
+	for range 2 {
+		if a, _ := fa.Call(ctx, 1); a != "A" {
+			t.Fatalf("fa.Call(1) = %q, want %q", a, "A")
+		}
+		if b, _ := fb.Call(ctx, 1); b != "B" {
+			t.Fatalf("fb.Call(1) = %q, want %q: one function's entry served to another", b, "B")
+		}
+	}
+	var runs atomic.Int64
+	fc := memo.New(func(ctx context.Context, id int) (string, error) { runs.Add(1); return "C", nil }, memo.Namespace("two-fns-c"))
+	fc.Call(ctx, 1)
+	if err := fa.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fc.Call(ctx, 1)
+	if n := runs.Load(); n != 1 {
+		t.Errorf("fn of another namespace ran %d times: Clear dropped its entries", n)
+	}
+}
