@@ -55,8 +55,8 @@ type Clearer interface {
 
 // ErrTooLarge is wrapped by the error a [Backend] returns from Set when the
 // value exceeds what the store accepts (Memcached's item size, DynamoDB's
-// item limit, the in-memory backend's byte bound). memo reports it and still
-// returns fn's answer.
+// item limit, backends/memory's byte bound), and what the local tier refuses
+// for its own bound. memo reports it and still returns fn's answer.
 var ErrTooLarge = store.ErrTooLarge // one value, shared with the local tier
 
 // ErrClearUnsupported is returned by [Func.Clear] when the backend does not
@@ -69,8 +69,10 @@ var ErrClearUnsupported = fmt.Errorf("memo: backend cannot clear a namespace: %w
 // codec's error.
 type EncodeError struct{ Err error }
 
+// Error says that the answer could not be encoded, and why.
 func (e *EncodeError) Error() string { return fmt.Sprintf("memo: encoding the answer: %v", e.Err) }
 
+// Unwrap returns the codec's error.
 func (e *EncodeError) Unwrap() error { return e.Err }
 
 // BackendError is what memo reports (see [OnError]) when a backend call
@@ -86,10 +88,12 @@ type BackendError struct {
 	Err error  // the underlying error
 }
 
+// Error names the operation, the key and the cause.
 func (e *BackendError) Error() string {
 	return fmt.Sprintf("memo: %s %q: %v", e.Op, e.Key, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *BackendError) Unwrap() error { return e.Err }
 
 // SplitKey splits a key that memo built into its namespace key and its id, at

@@ -7,7 +7,7 @@ import (
 )
 
 // A copier gives a caller a value of its own from a decoded value that the
-// in-memory backend keeps beside the entry's bytes, so that a hit need not
+// local tier keeps beside the entry's bytes, so that a hit need not
 // decode. It is compiled once per result type R.
 //
 // The copy is made by a plain assignment followed by fix-ups that replace
@@ -207,7 +207,7 @@ func sliceFix(t reflect.Type, ef *fix) func(p unsafe.Pointer) {
 // itself: the objects its pointers, slices, maps and strings reach, each
 // rounded to the allocator's size class. Strings are counted whole even
 // where decoding shared them. It is what a kept decoded value counts
-// against the in-memory backend's byte bound.
+// against the local tier's byte bound.
 func footprint(v reflect.Value, depth int) int64 {
 	if depth > 64 {
 		return 0

@@ -19,6 +19,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error returns the panic value and fn's stack.
 func (p *PanicError) Error() string {
 	return fmt.Sprintf("memo: fn panicked: %v\n\n%s", p.Value, p.Stack)
 }

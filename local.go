@@ -62,9 +62,9 @@ func (t *localTier) get(key []byte, s *state) (*item, bool) {
 
 // set keeps it under key until the monotonic deadline (0: until evicted);
 // cost is what its decoded copy holds.
-func (t *localTier) set(key string, it *item, cost, deadline, now int64) bool {
+func (t *localTier) set(key string, it *item, cost, deadline, now int64) error {
 	cost += store.AllocSize(len(key)) + store.AllocSize(len(it.env)) + itemSize
-	return t.s.Set(key, it, cost, deadline, now) == nil
+	return t.s.Set(key, it, cost, deadline, now)
 }
 
 func (t *localTier) delete(key string) { t.s.Delete(key) }

@@ -120,8 +120,10 @@ func (f *Func[A, R]) load() *state {
 
 // Call returns fn's answer for a, from the cache when it holds a fresh one.
 //
-// Concurrent calls for one key in a process run fn at most once at a time.
-// Each caller waits on its own ctx: a caller whose ctx is already done gets
+// Concurrent calls for one key in a process run fn at most once at a time
+// (a [Func.Forget] or [Func.Clear] excepted: the next call starts a new run
+// while the voided one ends). With caching on, each caller waits on its
+// own ctx: a caller whose ctx is already done gets
 // ctx.Err() at once, and one whose ctx ends while it waits gets ctx.Err()
 // then, unless fn has answered and only the cache write is under way (it
 // then gets the answer). Callers leaving never start another run of fn,
@@ -143,9 +145,9 @@ func (f *Func[A, R]) load() *state {
 // A fault of the cache (a backend error or timeout, a corrupt or foreign
 // entry, a key that cannot be built) never reaches the caller: a failed
 // read is a miss, a failed write is reported to [OnError], and fn's answer
-// is returned either way. A backend call takes at most [Timeout], and at
-// most a third of the time the first caller has left, so that fn still has
-// time to answer. Every caller gets a value of its own: mutating it never
+// is returned either way. A backend call takes at most [Timeout], and a
+// read at most a third of the time the first caller has left, so that fn
+// still has time to answer. Every caller gets a value of its own: mutating it never
 // changes what later calls return.
 func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	s := f.load()
@@ -279,7 +281,7 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 					res.hasVal = true
 				}
 				if s.local != nil && f.flights.beginWrite(fl) {
-					f.fill(s, key, &res, env.raw, env.freshUntil)
+					f.fill(s, key, &res, env.raw, env.freshUntil) // an entry the remote tier held: it fitted there
 					f.flights.endWrite(fl)
 				}
 				return res
@@ -339,7 +341,11 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, ski
 		stored = werr == nil
 	}
 	if s.local != nil {
-		stored = f.fill(s, key, &res, res.entry.raw, unixNano(res.entry.FreshUntil)) || stored
+		kept, lerr := f.fill(s, key, &res, res.entry.raw, unixNano(res.entry.FreshUntil))
+		stored = kept || stored
+		if lerr != nil && werr == nil {
+			werr = lerr
+		}
 	}
 	f.flights.endWrite(fl)
 	if werr != nil {
@@ -353,7 +359,9 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, ski
 // fill keeps an answer in the local tier: its envelope and, when R can be
 // copied, a decoded copy of its own. freshUntil is the entry's wall-clock
 // expiry; the local copy lives for the time that remains of it.
-func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, freshUntil int64) bool {
+// It returns whether it kept the answer, and why not when the tier refused
+// it (too large for its bound).
+func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, freshUntil int64) (bool, error) {
 	it := &item{env: raw, hdr: envHeaderLen(s.codec.Name()), codec: s.codec.Name(), fp: f.fp, etag: res.entry.etag,
 		storedAt: unixNano(res.entry.StoredAt), freshUntil: freshUntil}
 	var cost int64
@@ -368,12 +376,15 @@ func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, fres
 	if freshUntil != 0 {
 		left := freshUntil - s.clock.Wall()
 		if left <= 0 {
-			return false
+			return false, nil
 		}
 		deadline = now + left
 	}
 	var buf [MaxKeyLen + 8]byte
-	return s.local.set(string(s.appendLocalKey(buf[:0], key)), it, cost, deadline, now)
+	if err := s.local.set(string(s.appendLocalKey(buf[:0], key)), it, cost, deadline, now); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // run calls fn and encodes its answer into an entry (not yet stored).
@@ -558,7 +569,8 @@ func (f *Func[A, R]) appendID(dst []byte, s *state, a A) (b []byte, err error) {
 }
 
 // Key returns the backend key for a: "prefix:namespace:id". The id is a
-// as is when it is a short safe string, the decimal form of an integer, or
+// as is when it is a short safe string, the decimal form of an integer,
+// "true" or "false", the shortest decimal of a float (-0 as 0), or
 // "~" and the SHA-256 of a's canonical form otherwise (see
 // docs/keys-and-codecs.md). Key returns "" when a cannot be keyed (a
 // cyclic value, a MemoKey that panics).

@@ -44,8 +44,8 @@ const DefaultPrefix = "memo"
 
 // Expire sets how long a stored answer stays fresh. Any positive duration is
 // honoured on every backend, sub-second included. Expire(0), the default,
-// means entries never expire: bounded stores (the in-memory backend,
-// Memcached) still evict them. A negative duration panics.
+// means entries never expire: bounded stores (the local tier,
+// backends/memory, Memcached) still evict them. A negative duration panics.
 func Expire(d time.Duration) Option {
 	if d < 0 {
 		panic(fmt.Sprintf("memo: Expire(%v): negative duration", d))
@@ -106,9 +106,9 @@ func Enabled(on bool) Option {
 }
 
 // Timeout bounds each call to the backend (default [DefaultTimeout]): the
-// call's context gets a deadline Timeout away, or a third of the time the
-// first caller has left when that is sooner, so that fn keeps a fair share
-// of it. A call that runs past it counts as a fault of the cache: a read is
+// call's context gets a deadline Timeout away; a read's ends at a third of
+// the time the first caller has left when that is sooner, so that fn keeps
+// a fair share of it. Func.Clear runs on the caller's ctx as it is. A call that runs past it counts as a fault of the cache: a read is
 // a miss, a write is reported. It does not bound fn, nor the local tier,
 // which never waits.
 func Timeout(d time.Duration) Option {

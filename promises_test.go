@@ -502,3 +502,19 @@ func TestPromiseFunctionsApartOnLocalTier(t *testing.T) {
 		t.Errorf("fn of another namespace ran %d times: Clear dropped its entries", n)
 	}
 }
+
+// An answer too large for the local tier is reported, as a backend's
+// refusal would be, and still returned.
+func TestLocalTooLargeReported(t *testing.T) {
+	local, _ := memo.WithLocalTier(64 << 10)
+	var got []error
+	f := memo.New(func(ctx context.Context, n int) ([]byte, error) { return make([]byte, n), nil },
+		memo.Namespace("local-too-large"), local, memo.OnError(func(_ context.Context, err error) { got = append(got, err) }))
+	if v, err := f.Call(context.Background(), 128<<10); len(v) != 128<<10 || err != nil {
+		t.Fatalf("Call(128 KiB) = %d bytes, %v; want the answer", len(v), err)
+	}
+	var be *memo.BackendError
+	if len(got) != 1 || !errors.As(got[0], &be) || be.Op != "set" || !errors.Is(got[0], memo.ErrTooLarge) {
+		t.Errorf("OnError got %v, want one set fault wrapping ErrTooLarge", got)
+	}
+}

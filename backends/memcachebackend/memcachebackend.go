@@ -2,7 +2,8 @@
 // github.com/bradfitz/gomemcache.
 //
 //	client := memcache.New("10.0.0.1:11211", "10.0.0.2:11211")
-//	client.MaxIdleConns = 64 // about the number of concurrent callers
+//	client.MaxIdleConns = 64               // about the number of concurrent callers
+//	client.Timeout = 40 * time.Millisecond // under half of memo.Timeout: hits stay on the caller's goroutine
 //	b := memcachebackend.New(client)
 //
 // # Clear, generations, and what other processes see

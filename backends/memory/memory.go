@@ -59,7 +59,7 @@ func MaxBytes(n int64) Option {
 
 // Shards sets the number of independently locked shards (default: 4 per
 // CPU, rounded up to a power of two, at most 256). Each shard holds an equal
-// share of the bounds, so a single value may take at most MaxBytes/Shards.
+// share of MaxEntries; MaxBytes bounds the store as a whole.
 // It panics unless n is a power of two between 1 and 4096.
 func Shards(n int) Option {
 	if n <= 0 || n > 4096 || n&(n-1) != 0 {
@@ -108,8 +108,8 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // Set stores a copy of value under key for ttl (0: until evicted). A value
-// larger than one shard's share of MaxBytes is refused with an error
-// wrapping [memo.ErrTooLarge].
+// whose entry (key, value and about 160 bytes of bookkeeping) exceeds
+// MaxBytes is refused with an error wrapping [memo.ErrTooLarge].
 func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -37,8 +37,9 @@
 // command go-redis's COMMAND lookup, which a fresh ClusterClient runs under
 // its own 5 s timeout, not under ctx.
 //
-// Backend is not [memo.DeadlineBounded]: go-redis waits on ctx.Done() for a
-// pooled connection and between retries, so memo arms a real timer.
+// memo bounds each call with a context whose Done closes at its deadline
+// (one timer shared by every call in flight), so go-redis's waits on
+// ctx.Done() for a pooled connection and between retries end there too.
 // Whenever ctx has ended, the error wraps ctx.Err(), so errors.Is(err,
 // context.Canceled) holds. Other errors wrap what go-redis returned; memo
 // treats them all as cache faults.

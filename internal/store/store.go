@@ -28,8 +28,7 @@ import (
 // platforms.
 const EntryOverhead = 160
 
-// ErrTooLarge is returned by Set for an entry larger than one shard's share
-// of the byte bound.
+// ErrTooLarge is returned by Set for an entry larger than the byte bound.
 var ErrTooLarge = errors.New("memo: value too large for the store")
 
 // Store is a bounded map from string keys to values of type V. It is safe
@@ -67,7 +66,8 @@ type entry[V any] struct {
 // New returns an empty store bounded by maxEntries entries and maxBytes
 // bytes, split into shards independently locked shards (0: 4 per CPU,
 // rounded up to a power of two, at most 256). Each shard holds an equal
-// share of both bounds. shards must be 0 or a power of two.
+// share of the entry bound; the byte bound is the store's as a whole.
+// shards must be 0 or a power of two.
 func New[V any](maxEntries int, maxBytes int64, shards int) *Store[V] {
 	if shards == 0 {
 		shards = 1
