@@ -546,6 +546,7 @@ type ctxKey struct{}
 // that leave neither cancel the run nor start another, and the run's answer
 // is stored for the next caller.
 func TestSharedContext(t *testing.T) {
+	local, _ := memo.WithLocalTier(1 << 20) // a tier of its own: -count=N starts cold
 	started := make(chan struct{})
 	release := make(chan struct{})
 	var runs atomic.Int64
@@ -558,7 +559,7 @@ func TestSharedContext(t *testing.T) {
 		}
 		<-release
 		return id * 10, nil
-	}, memo.Namespace("sharedctx"))
+	}, memo.Namespace("sharedctx"), local)
 	c1, cancel1 := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "first"))
 	c2, cancel2 := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel2()
