@@ -48,20 +48,25 @@ func TestSoak(t *testing.T) {
 		maxRecomputesPerInvalidation = 2.0
 	)
 	mem := memory.New(memory.MaxEntries(bound))
+	// The store is in the process and never stalls; a goroutine of 64 on
+	// 2 CPUs under -race may still be descheduled past the default 100 ms
+	// Timeout between taking its deadline and reading, which would count
+	// as a fault. This test is about answers, bounds and leaks, not time.
+	timeout := memo.Timeout(10 * time.Second)
 	fl := &faults{}
 	var runs, hotRuns, hotCalls, forgets atomic.Int64
 	hotF := memo.New(func(ctx context.Context, a int) (Answer, error) {
 		runs.Add(1)
 		hotRuns.Add(1)
 		return answer(a), nil
-	}, memo.Namespace(namespace("soak.hot")), memo.WithBackend(mem), memo.OnError(fl.hook))
+	}, memo.Namespace(namespace("soak.hot")), memo.WithBackend(mem), timeout, memo.OnError(fl.hook))
 	fn := func(ctx context.Context, a int) (Answer, error) {
 		runs.Add(1)
 		return answer(a), nil
 	}
-	coldF := memo.New(fn, memo.Namespace(namespace("soak.cold")), memo.WithBackend(mem), memo.OnError(fl.hook))
+	coldF := memo.New(fn, memo.Namespace(namespace("soak.cold")), memo.WithBackend(mem), timeout, memo.OnError(fl.hook))
 	ttlF := memo.New(fn, memo.Namespace(namespace("soak.ttl")), memo.WithBackend(mem),
-		memo.Expire(50*time.Millisecond), memo.OnError(fl.hook))
+		memo.Expire(50*time.Millisecond), timeout, memo.OnError(fl.hook))
 
 	goroutinesBefore := runtime.NumGoroutine()
 	var (
