@@ -1,6 +1,10 @@
 package memo
 
-import "time"
+import (
+	"time"
+
+	"github.com/gomemo/memo/internal/clocktest"
+)
 
 // The one clock rule. Freshness that crosses processes (the fresh-until an
 // envelope carries) is wall-clock time, the only time processes share. A
@@ -10,7 +14,7 @@ import "time"
 // made from a stored entry gets the entry's remaining time, measured once
 // on the wall clock, as its monotonic lifetime.
 
-// clock reads both clocks. Tests replace it (see export_test.go).
+// clock reads both clocks. Tests replace it with a clocktest.Clock.
 type clock interface {
 	// Wall returns the wall-clock time in Unix nanoseconds.
 	Wall() int64
@@ -35,4 +39,10 @@ func unixTime(ns int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, ns)
+}
+
+func init() {
+	clocktest.Option = func(c *clocktest.Clock) any {
+		return Option{"clock", func(cf *config) { cf.clock = c }}
+	}
 }

@@ -7,28 +7,43 @@ import (
 	"errors"
 )
 
-// The stored format, version 1. Every value memo writes to a backend is an
-// envelope:
+// The stored format. Every value memo writes to a backend is an envelope;
+// memo writes version 2 and reads versions 1 and 2 for good:
 //
 //	offset  size  field
 //	0       1     magic 'm'
-//	1       1     format version (1)
+//	1       1     format version (2)
 //	2       1     n: length of the codec name
 //	3       n     codec name ("json", "msgpack", ...)
 //	3+n     8     fingerprint of the result type R
 //	11+n    8     stored-at, Unix nanoseconds
 //	19+n    8     fresh-until, Unix nanoseconds (0: never expires)
-//	27+n    8     stale-until, Unix nanoseconds (0: none)
-//	35+n    16    ETag: the first 16 bytes of SHA-256 of the payload
-//	51+n    4     payload length p
-//	55+n    p     payload: the codec's encoding of R
+//	27+n    8     stale-until, Unix nanoseconds: the end of the stale windows
+//	35+n    8     compute duration: how long fn took, nanoseconds (v2)
+//	43+n    1     kind: 0 an answer, 1 a remembered not-found, 2 a
+//	              remembered error (v2)
+//	44+n    16    ETag: the first 16 bytes of SHA-256 of the payload
+//	60+n    4     payload length p
+//	64+n    p     payload: the codec's encoding of R; for kinds 1 and 2,
+//	              a 2-byte length s, the sentinel's text (s bytes), then
+//	              fn's error text
 //
-// Integers are big-endian. The envelope carries everything a reader needs
-// (expiry, entity tag), so no backend has to report a remaining TTL.
+// Version 1 lacks the compute duration and the kind (an answer, computed
+// in no time). Integers are big-endian. The envelope carries everything a
+// reader needs (expiry, entity tag), so no backend has to report a
+// remaining TTL.
 const (
 	envMagic   = 'm'
-	envVersion = 1
-	envFixed   = 55 // header bytes besides the codec name
+	envVersion = 2
+	envFixed   = 64 // header bytes besides the codec name
+	envFixedV1 = 55
+)
+
+// Kinds of entry.
+const (
+	kindValue    = 0
+	kindNegative = 1 // fn's error matched a NegativeCache sentinel
+	kindError    = 2 // fn's error, remembered by CacheErrors
 )
 
 var (
@@ -36,25 +51,33 @@ var (
 	errEnvMagic   = errors.New("memo: entry is not a memo envelope")
 	errEnvVersion = errors.New("memo: entry has an unknown format version")
 	errEnvLength  = errors.New("memo: entry payload length does not match")
+	errEnvKind    = errors.New("memo: entry has an unknown kind")
 )
+
+// meta is what an envelope says of its payload.
+type meta struct {
+	storedAt   int64 // wall clock, Unix nanoseconds
+	freshUntil int64 // wall clock; 0: never expires
+	staleUntil int64 // wall clock; the stale windows end; 0 with freshUntil 0
+	compute    int64 // how long fn took, nanoseconds
+	kind       byte
+}
 
 // envelope is a decoded entry. Its slices alias the bytes it was read from.
 type envelope struct {
-	codec      []byte
-	fp         [8]byte
-	storedAt   int64
-	freshUntil int64
-	staleUntil int64
-	etag       [16]byte
-	payload    []byte
-	raw        []byte // the whole envelope, when it was read from a backend
+	meta
+	codec   []byte
+	fp      [8]byte
+	etag    [16]byte
+	payload []byte
+	raw     []byte // the whole envelope, when it was read from a backend
 }
 
 // encodeEnvelope builds the stored bytes for payload.
-func encodeEnvelope(codec string, fp [8]byte, storedAt, freshUntil, staleUntil int64, payload []byte) (env []byte, etag [16]byte) {
+func encodeEnvelope(codec string, fp [8]byte, m meta, payload []byte) (env []byte, etag [16]byte) {
 	b := make([]byte, envHeaderLen(codec)+len(payload))
 	copy(b[envHeaderLen(codec):], payload)
-	return b, putEnvelopeHeader(b, codec, fp, storedAt, freshUntil, staleUntil)
+	return b, putEnvelopeHeader(b, codec, fp, m)
 }
 
 // envHeaderLen is the length of an envelope's header for codec.
@@ -62,7 +85,7 @@ func envHeaderLen(codec string) int { return envFixed + len(codec) }
 
 // putEnvelopeHeader fills the header of b, whose payload already follows
 // it, and returns the payload's ETag.
-func putEnvelopeHeader(b []byte, codec string, fp [8]byte, storedAt, freshUntil, staleUntil int64) (etag [16]byte) {
+func putEnvelopeHeader(b []byte, codec string, fp [8]byte, m meta) (etag [16]byte) {
 	n := len(codec)
 	payload := b[envHeaderLen(codec):]
 	sum := sha256.Sum256(payload)
@@ -71,11 +94,13 @@ func putEnvelopeHeader(b []byte, codec string, fp [8]byte, storedAt, freshUntil,
 	copy(b[3:], codec)
 	o := 3 + n
 	copy(b[o:], fp[:])
-	binary.BigEndian.PutUint64(b[o+8:], uint64(storedAt))
-	binary.BigEndian.PutUint64(b[o+16:], uint64(freshUntil))
-	binary.BigEndian.PutUint64(b[o+24:], uint64(staleUntil))
-	copy(b[o+32:], etag[:])
-	binary.BigEndian.PutUint32(b[o+48:], uint32(len(payload)))
+	binary.BigEndian.PutUint64(b[o+8:], uint64(m.storedAt))
+	binary.BigEndian.PutUint64(b[o+16:], uint64(m.freshUntil))
+	binary.BigEndian.PutUint64(b[o+24:], uint64(m.staleUntil))
+	binary.BigEndian.PutUint64(b[o+32:], uint64(m.compute))
+	b[o+40] = m.kind
+	copy(b[o+41:], etag[:])
+	binary.BigEndian.PutUint32(b[o+57:], uint32(len(payload)))
 	return etag
 }
 
@@ -89,11 +114,16 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	if b[0] != envMagic {
 		return e, errEnvMagic
 	}
-	if b[1] != envVersion {
+	fixed := envFixed
+	switch b[1] {
+	case 1:
+		fixed = envFixedV1
+	case envVersion:
+	default:
 		return e, errEnvVersion
 	}
 	n := int(b[2])
-	if len(b) < envFixed+n {
+	if len(b) < fixed+n {
 		return e, errEnvShort
 	}
 	e.codec = b[3 : 3+n]
@@ -102,13 +132,45 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	e.storedAt = int64(binary.BigEndian.Uint64(b[o+8:]))
 	e.freshUntil = int64(binary.BigEndian.Uint64(b[o+16:]))
 	e.staleUntil = int64(binary.BigEndian.Uint64(b[o+24:]))
-	copy(e.etag[:], b[o+32:])
-	p := binary.BigEndian.Uint32(b[o+48:])
-	if uint64(len(b)-o-52) != uint64(p) {
+	o += 32
+	if b[1] == envVersion {
+		e.compute = int64(binary.BigEndian.Uint64(b[o:]))
+		e.kind = b[o+8]
+		if e.kind > kindError {
+			return e, errEnvKind
+		}
+		o += 9
+	}
+	copy(e.etag[:], b[o:])
+	p := binary.BigEndian.Uint32(b[o+16:])
+	if uint64(len(b)-o-20) != uint64(p) {
 		return e, errEnvLength
 	}
-	e.payload = b[o+52:]
+	e.payload = b[o+20:]
+	if e.kind != kindValue {
+		if len(e.payload) < 2 || int(binary.BigEndian.Uint16(e.payload)) > len(e.payload)-2 {
+			return e, errEnvLength
+		}
+	}
 	return e, nil
+}
+
+// errorPayload is the payload of a remembered error: the sentinel's text
+// (empty for kindError), then fn's error text.
+func errorPayload(sentinel, text string) []byte {
+	if len(sentinel) > 0xffff {
+		sentinel = sentinel[:0xffff]
+	}
+	b := make([]byte, 2, 2+len(sentinel)+len(text))
+	binary.BigEndian.PutUint16(b, uint16(len(sentinel)))
+	return append(append(b, sentinel...), text...)
+}
+
+// splitErrorPayload undoes errorPayload; p has been checked by
+// decodeEnvelope (or was built by errorPayload).
+func splitErrorPayload(p []byte) (sentinel, text string) {
+	s := int(binary.BigEndian.Uint16(p))
+	return string(p[2 : 2+s]), string(p[2+s:])
 }
 
 // quoteETag renders an entity tag as a quoted strong HTTP ETag.

@@ -145,7 +145,7 @@ func TestCorruptEntries(t *testing.T) {
 	otherVersion := append([]byte(nil), good...)
 	otherVersion[1] = 99
 	hugeLen := append([]byte(nil), good...)
-	copy(hugeLen[3+len("json")+48:], []byte{0xff, 0xff, 0xff, 0xff}) // declared payload length 4 GiB
+	copy(hugeLen[3+len("json")+57:], []byte{0xff, 0xff, 0xff, 0xff}) // declared payload length 4 GiB
 	wrongType := append([]byte(nil), good[:len(good)-1]...)          // truncated JSON
 	cases := map[string][]byte{
 		"empty":         {},

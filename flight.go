@@ -66,6 +66,19 @@ func (g *group[T]) do(ctx context.Context, key string, fresh bool, w work[T], or
 	return g.shard(key).do(ctx, key, fresh, w, orphan)
 }
 
+// start starts a background flight for key running w on ctx, unless a
+// flight for key is under way or an invalidation of key is; it reports
+// whether it did.
+func (g *group[T]) start(ctx context.Context, key string, w work[T], orphan func(context.Context, *PanicError)) bool {
+	return g.shard(key).start(ctx, key, w, orphan)
+}
+
+// busy reports whether a flight for key is under way.
+func (g *group[T]) busy(key string) bool { return g.shard(key).flightOf(key, false) }
+
+// background reports whether a background flight for key is under way.
+func (g *group[T]) background(key string) bool { return g.shard(key).flightOf(key, true) }
+
 func (g *group[T]) computing(f *flight[T])   { f.g.computing(f) }
 func (g *group[T]) answer(f *flight[T], v T) { f.g.answer(f, v) }
 func (g *group[T]) beginWrite(f *flight[T]) bool {
@@ -118,6 +131,7 @@ type flight[T any] struct {
 	waiters int           // callers waiting on done
 	dropped bool          // an invalidation covers the flight: write nothing
 	fresh   bool          // the flight runs fn rather than answering from a tier
+	bg      bool          // a background refresh: no caller started it
 	writing chan struct{} // non-nil while a write runs; closed when it ends
 }
 
@@ -210,6 +224,28 @@ func (g *gshard[T]) take(f *flight[T]) (T, bool, error) {
 		panic(f.panic)
 	}
 	return f.val, f.taken.Add(1) == 1, nil
+}
+
+func (g *gshard[T]) start(ctx context.Context, key string, w work[T], orphan func(context.Context, *PanicError)) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m[key] != nil || g.clears > 0 || g.forgets[key] > 0 {
+		return false
+	}
+	if g.m == nil {
+		g.m = make(map[string]*flight[T])
+	}
+	f := &flight[T]{fresh: true, bg: true, g: g}
+	g.m[key] = f
+	go g.run(ctx, key, f, w, orphan)
+	return true
+}
+
+func (g *gshard[T]) flightOf(key string, bg bool) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.m[key]
+	return f != nil && (!bg || f.bg)
 }
 
 // run runs w for f and ends the flight. orphan is nil when the caller runs

@@ -24,14 +24,14 @@ type localTier struct {
 
 // item is one answer in the local tier. It is never modified once stored.
 type item struct {
-	env        []byte   // the whole envelope
-	hdr        int      // the envelope's header length: the payload follows
-	codec      string   // the codec that wrote env
-	fp         [8]byte  // the result type's fingerprint
-	etag       [16]byte // the payload's ETag
-	storedAt   int64    // wall clock, Unix nanoseconds
-	freshUntil int64    // wall clock, Unix nanoseconds; 0: never expires
-	val        any      // a *R kept decoded, or nil
+	meta               // wall-clock times, compute duration, kind
+	env       []byte   // the whole envelope
+	hdr       int      // the envelope's header length: the payload follows
+	codec     string   // the codec that wrote env
+	fp        [8]byte  // the result type's fingerprint
+	etag      [16]byte // the payload's ETag
+	freshMono int64    // monotonic: the entry is stale from then; 0: never
+	val       any      // a *R kept decoded, or nil
 }
 
 func newLocalTier(maxBytes int64) *localTier {
@@ -40,25 +40,29 @@ func newLocalTier(maxBytes int64) *localTier {
 
 var defaultLocal = sync.OnceValue(func() *localTier { return newLocalTier(DefaultLocalBytes) })
 
-// get returns the fresh item under key, on the monotonic clock of s.
-func (t *localTier) get(key []byte, s *state) (*item, bool) {
+// get returns the item under key, fresh or still within its stale
+// windows, and the monotonic time of s it was read at (0 when the item
+// never expires: now was not needed).
+func (t *localTier) get(key []byte, s *state) (it *item, now int64, ok bool) {
 	it, deadline, ok := t.s.Get(key)
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
 	if deadline != 0 {
-		var now int64
 		if s.sysClock {
 			now = monoNow() // no interface call on the hit path
 		} else {
 			now = s.clock.Mono()
 		}
 		if now >= deadline {
-			return nil, false
+			return nil, 0, false
 		}
 	}
-	return it, true
+	return it, now, true
 }
+
+// stale reports whether it is past its freshness at monotonic time now.
+func (it *item) stale(now int64) bool { return it.freshMono != 0 && now >= it.freshMono }
 
 // set keeps it under key until the monotonic deadline (0: until evicted);
 // cost is what its decoded copy holds.
@@ -84,6 +88,7 @@ func (it *item) entry(c Codec) Entry {
 		StoredAt:   unixTime(it.storedAt),
 		FreshUntil: unixTime(it.freshUntil),
 		etag:       it.etag,
+		meta:       it.meta,
 	}
 }
 

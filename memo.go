@@ -23,6 +23,9 @@ type Func[A, R any] struct {
 	fp    [8]byte
 	cp    copier // copies decoded values kept in the local tier
 
+	expireFn func(R) time.Duration // ExpireFunc, or nil
+	backoff  backoff               // keys whose origin failed lately
+
 	sizeHint atomic.Int64 // the last payload's size, to size the next buffer
 
 	st      atomic.Pointer[state]
@@ -43,10 +46,12 @@ type state struct {
 // result is what one flight yields: an answer computed by fn, or an entry
 // read from a tier.
 type result[R any] struct {
-	val    R     // fn's answer, or the decoded entry when hasVal
-	hasVal bool  // val holds the answer (otherwise decode entry.Payload)
-	err    error // fn's error
-	entry  Entry // raw is nil when fn failed or its answer could not be encoded
+	val     R     // fn's answer, or the decoded entry when hasVal
+	hasVal  bool  // val holds the answer (otherwise decode entry.Payload)
+	err     error // fn's error, or a remembered one
+	entry   Entry // raw is nil when fn failed or its answer could not be encoded
+	noStore bool  // ExpireFunc said not to store the answer
+	refresh bool  // a stale answer served while revalidating: start a refresh
 }
 
 // Wrap returns fn behind a cache: the same as New(fn, opts...).Call. It
@@ -94,9 +99,18 @@ func New[A, R any](fn func(context.Context, A) (R, error), opts ...Option) *Func
 		}
 		f.kind = k
 	}
+	if own.expireFn != nil {
+		ef, ok := own.expireFn.(func(R) time.Duration)
+		if !ok {
+			panic(fmt.Sprintf("memo: ExpireFunc takes %v but the function's result is %v", reflect.TypeOf(own.expireFn).In(0), reflect.TypeFor[R]()))
+		}
+		f.expireFn = ef
+	}
 	f.fp = fingerprint(reflect.TypeFor[R]())
 	f.cp = newCopier(reflect.TypeFor[R]())
-	f.load() // validates the options against the defaults
+	if err := f.load().validate(f.expireFn != nil); err != nil {
+		panic(err.Error())
+	}
 	return f
 }
 
@@ -168,9 +182,23 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 			s.report(ctx, "key", s.nsKey, err)
 			return f.fn(ctx, a)
 		}
-		if it, ok := s.local.get(lk, s); ok {
-			if v, ok := f.fromItem(ctx, s, it); ok {
-				return v, nil
+		if it, now, ok := s.local.get(lk, s); ok {
+			if it.kind != kindValue {
+				if err := s.remembered(it.kind, it.payload()); err != nil {
+					return zero, err
+				}
+			} else if !it.stale(now) {
+				if v, ok := f.fromItem(ctx, s, it); ok {
+					if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
+						f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a)
+					}
+					return v, nil
+				}
+			} else if now-it.freshMono < int64(s.swr) {
+				if v, ok := f.fromItem(ctx, s, it); ok {
+					f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a)
+					return v, nil
+				}
 			}
 		}
 		key = s.nsKey + ":" + string(lk[len(s.localNS)+1:])
@@ -185,6 +213,9 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	res, first, err := f.fetch(ctx, s, key, a, UseCache, true)
 	if err != nil {
 		return zero, err
+	}
+	if res.refresh {
+		f.refresh(ctx, s, key, a)
 	}
 	if res.err != nil || res.hasVal && first {
 		return res.val, res.err
@@ -221,9 +252,9 @@ func noescape(p unsafe.Pointer) unsafe.Pointer {
 	return *(*unsafe.Pointer)(unsafe.Pointer(&x))
 }
 
-// fromItem answers Call from a local item, or says it cannot (an item of
-// another codec or result type, or one that does not decode). A kept
-// decoded value serves whatever codec wrote it.
+// fromItem answers Call from a local item of an answer, or says it cannot
+// (an item of another codec or result type, or one that does not decode).
+// A kept decoded value serves whatever codec wrote it.
 func (f *Func[A, R]) fromItem(ctx context.Context, s *state, it *item) (R, bool) {
 	if p, ok := it.val.(*R); ok {
 		return f.copyOf(p), true
@@ -240,15 +271,29 @@ func (f *Func[A, R]) fromItem(ctx context.Context, s *state, it *item) (R, bool)
 	return v, true
 }
 
+// revalidate is the mode of a background refresh: read the tiers for a
+// fresh entry (another flight or process may have refreshed it), else run
+// fn; a stale entry is never the answer, and fn's failure keeps it.
+const revalidate Mode = -1
+
 // fetch runs the miss path for key once among concurrent callers: read the
 // tiers (unless mode is Refresh), else run fn and write its answer. needVal
-// says whether the caller wants an R (Call) rather than an entry.
+// says whether the caller wants an R (Call) rather than an entry. The
+// second result says whether the caller may own res.val.
 func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool) (result[R], bool, error) {
 	// The backend's share of the first caller's time, read now: fn gets
 	// the rest.
 	budget := s.timeout
 	if d, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(d)/3)
+	}
+	if mode == UseCache && s.swr > 0 && f.flights.background(key) {
+		// A refresh is under way: a stale entry answers at once, rather
+		// than waiting for it.
+		if res, ok, _, _ := f.readTiers(ctx, s, key, mode, needVal, budget, nil); ok {
+			res.refresh = false
+			return res, true, nil
+		}
 	}
 	return f.flights.do(ctx, key, mode == Refresh, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		return f.miss(fctx, s, key, a, mode, needVal, budget, fl)
@@ -257,50 +302,102 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 
 // miss is a flight's body: the whole miss path of one key.
 func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool, budget time.Duration, fl *flight[result[R]]) result[R] {
+	var fallback *result[R]
 	readFailed := false
-	if mode == UseCache {
-		// A flight that ended just before this one started may have
-		// written what this caller missed: read the tiers again.
-		if s.local != nil {
-			var buf [MaxKeyLen + 8]byte
-			if it, ok := s.local.get(s.appendLocalKey(buf[:0], key), s); ok {
-				if res, ok := f.localResult(ctx, s, it, needVal); ok {
-					return res
-				}
-			}
+	if mode != Refresh {
+		res, ok, stale, failed := f.readTiers(ctx, s, key, mode, needVal, budget, fl)
+		if ok {
+			return res
 		}
-		if s.remote != nil {
-			env, ok, failed := f.read(ctx, s, key, budget)
-			if ok {
-				res := result[R]{entry: hitEntry(s, env)}
-				if needVal || s.local != nil && f.cp.ok {
-					if err := s.decode(env.payload, &res.val); err != nil {
-						s.report(ctx, "decode", key, err)
-						return f.compute(ctx, s, key, a, false, fl)
-					}
-					res.hasVal = true
+		// A store that stalled for the whole Timeout would stall the
+		// write too: skip it. A read cut short by the caller's deadline
+		// says nothing of the store.
+		fallback, readFailed = stale, failed && budget >= s.timeout
+	}
+	return f.compute(ctx, s, key, a, mode, readFailed, fallback, fl)
+}
+
+// readTiers reads the local tier, then the remote one, for key. ok says
+// res answers the caller: a fresh entry, a remembered error, or (mode
+// UseCache) a stale answer within StaleWhileRevalidate's window, or within
+// StaleIfError's while the origin's backoff holds. Otherwise stale, if
+// not nil, is a stale answer within StaleIfError's window, to stand in for
+// fn's error; failed says the remote read itself failed. fl fences the
+// local copy of a remote entry; nil skips it.
+func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode Mode, needVal bool, budget time.Duration, fl *flight[result[R]]) (res result[R], ok bool, stale *result[R], failed bool) {
+	var age int64 = -1 // how long ago the stale answer expired
+	if s.local != nil {
+		var buf [MaxKeyLen + 8]byte
+		if it, now, found := s.local.get(s.appendLocalKey(buf[:0], key), s); found {
+			if r, usable := f.localResult(ctx, s, it, needVal); usable {
+				if !it.stale(now) || r.err != nil {
+					r.refresh = r.err == nil && s.beta > 0 && early(s.beta, now, it.freshMono, it.compute)
+					return r, true, nil, false
 				}
-				if s.local != nil && f.flights.beginWrite(fl) {
-					f.fill(s, key, &res, env.raw, env.freshUntil) // an entry the remote tier held: it fitted there
-					f.flights.endWrite(fl)
-				}
-				return res
+				r.entry.Stale = true
+				stale, age = &r, now-it.freshMono
 			}
-			// A store that stalled for the whole Timeout would stall the
-			// write too: skip it. A read cut short by the caller's
-			// deadline says nothing of the store.
-			readFailed = failed && budget >= s.timeout
 		}
 	}
-	return f.compute(ctx, s, key, a, readFailed, fl)
+	if s.remote != nil {
+		env, st, rerr := f.read(ctx, s, key, budget)
+		failed = rerr != nil
+		if st != absent {
+			r := result[R]{entry: hitEntry(s, env)}
+			if env.kind != kindValue {
+				if r.err = s.remembered(env.kind, env.payload); r.err == nil {
+					st = absent
+				}
+			} else if needVal || s.local != nil && f.cp.ok {
+				if err := s.decode(env.payload, &r.val); err != nil {
+					s.report(ctx, "decode", key, err)
+					st = absent
+				} else {
+					r.hasVal = true
+				}
+			}
+			if st != absent {
+				if s.local != nil && fl != nil && f.flights.beginWrite(fl) {
+					f.fill(s, key, &r, env.raw, env.meta) // an entry the remote tier held: it fitted there
+					f.flights.endWrite(fl)
+				}
+				if st == fresh {
+					r.refresh = r.err == nil && s.beta > 0 && env.freshUntil != 0 && early(s.beta, s.clock.Wall(), env.freshUntil, env.compute)
+					return r, true, nil, failed
+				}
+				r.entry.Stale = true
+				stale, age = &r, s.clock.Wall()-env.freshUntil
+			}
+		}
+	}
+	if stale == nil {
+		return res, false, nil, failed
+	}
+	if mode == UseCache {
+		if age < int64(s.swr) {
+			stale.refresh = true
+			return *stale, true, nil, failed
+		}
+		if age < int64(s.sie) && f.backoff.holds(key, s.clock.Mono()) {
+			return *stale, true, nil, failed
+		}
+	}
+	if age >= int64(s.sie) {
+		stale = nil
+	}
+	return res, false, stale, failed
 }
 
 // localResult turns a local item of this codec and result type into a
-// flight result.
+// flight result: an answer, or the error a remembered one answers with.
 func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVal bool) (result[R], bool) {
 	res := result[R]{entry: it.entry(s.codec)}
 	if it.fp != f.fp || it.codec != s.codec.Name() {
 		return res, false
+	}
+	if it.kind != kindValue {
+		res.err = s.remembered(it.kind, it.payload())
+		return res, res.err != nil
 	}
 	if p, ok := it.val.(*R); ok {
 		res.val, res.hasVal = f.copyOf(p), true
@@ -316,11 +413,34 @@ func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVa
 
 // compute runs fn, makes its answer known to callers, and writes it to
 // the tiers unless an invalidation came (or the remote tier has just
-// failed a read: it would only stall again).
-func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, skipRemote bool, fl *flight[result[R]]) result[R] {
+// failed a read: it would only stall again). fallback, if not nil, is a
+// stale answer StaleIfError serves when fn fails.
+func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mode Mode, skipRemote bool, fallback *result[R], fl *flight[result[R]]) result[R] {
 	f.flights.computing(fl)
 	res := f.run(ctx, s, key, a)
-	if res.entry.raw == nil {
+	if res.err != nil {
+		sn := s.sentinel(res.err)
+		switch {
+		case sn != nil:
+			// Not found: remembered, and never masked by a stale answer.
+			f.remember(ctx, s, key, kindNegative, s.negTTL, sn.Error(), &res, skipRemote, fl)
+		case !maskable(res.err):
+		case mode == revalidate || fallback != nil:
+			// A failed refresh keeps the stale entry; StaleIfError serves
+			// it. Either way fn is not called again for the key before a
+			// backoff.
+			s.fault(ctx, res.err)
+			f.backoff.fail(key, s.clock.Mono(), s.errTTL)
+			if fallback != nil {
+				return *fallback
+			}
+		case s.errTTL > 0:
+			f.remember(ctx, s, key, kindError, s.errTTL, "", &res, skipRemote, fl)
+		}
+		return res
+	}
+	f.backoff.ok(key)
+	if res.entry.raw == nil || res.noStore {
 		return res
 	}
 	// Callers that take the answer before the write ends decode their own
@@ -329,43 +449,71 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, ski
 	early := res
 	early.hasVal = false
 	f.flights.answer(fl, early)
+	f.store(ctx, s, key, &res, skipRemote, fl)
+	return res
+}
+
+// remember stores fn's error in res as an entry of kind for ttl.
+func (f *Func[A, R]) remember(ctx context.Context, s *state, key string, kind byte, ttl time.Duration, sentinel string, res *result[R], skipRemote bool, fl *flight[result[R]]) {
+	now := s.clock.Wall()
+	m := meta{storedAt: now, freshUntil: now + int64(ttl), staleUntil: now + int64(ttl), kind: kind}
+	name := s.codec.Name()
+	env, etag := encodeEnvelope(name, f.fp, m, errorPayload(sentinel, res.err.Error()))
+	res.entry = Entry{Payload: env[envHeaderLen(name):], Codec: s.codec, StoredAt: unixTime(now), FreshUntil: unixTime(m.freshUntil), Cached: true, etag: etag, raw: env, meta: m}
+	f.store(ctx, s, key, res, skipRemote, fl)
+	res.entry.Payload, res.entry.raw = nil, nil // no answer to serve: callers get fn's error
+}
+
+// store writes res's entry to the tiers, fenced by invalidations, and
+// reports a failed write.
+func (f *Func[A, R]) store(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, fl *flight[result[R]]) {
 	if !f.flights.beginWrite(fl) {
-		return res
+		return
 	}
-	var werr error
-	stored := false
-	if s.remote != nil && !skipRemote {
-		werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
-			return s.remote.Set(bctx, key, res.entry.raw, s.expire)
-		})
-		stored = werr == nil
-	}
-	if s.local != nil {
-		kept, lerr := f.fill(s, key, &res, res.entry.raw, unixNano(res.entry.FreshUntil))
-		stored = kept || stored
-		if lerr != nil && werr == nil {
-			werr = lerr
-		}
-	}
+	werr := f.write(ctx, s, key, res, skipRemote)
 	f.flights.endWrite(fl)
 	if werr != nil {
 		// Reported outside the fence: the hook may call Forget or Clear.
 		s.report(ctx, "set", key, werr)
 	}
-	res.entry.Stored = stored
-	return res
 }
 
-// fill keeps an answer in the local tier: its envelope and, when R can be
-// copied, a decoded copy of its own. freshUntil is the entry's wall-clock
-// expiry; the local copy lives for the time that remains of it.
-// It returns whether it kept the answer, and why not when the tier refused
+// write writes res's entry to the tiers (the remote one unless
+// skipRemote), sets Entry.Stored, and returns why a write failed.
+func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *result[R], skipRemote bool) error {
+	var werr error
+	stored := false
+	if s.remote != nil && !skipRemote {
+		ttl := time.Duration(0)
+		if m := res.entry.meta; m.staleUntil != 0 {
+			ttl = time.Duration(m.staleUntil - m.storedAt)
+		}
+		werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
+			return s.remote.Set(bctx, key, res.entry.raw, ttl)
+		})
+		stored = werr == nil
+	}
+	if s.local != nil {
+		kept, lerr := f.fill(s, key, res, res.entry.raw, res.entry.meta)
+		stored = kept || stored
+		if lerr != nil && werr == nil {
+			werr = lerr
+		}
+	}
+	res.entry.Stored = stored
+	return werr
+}
+
+// fill keeps an entry in the local tier: its envelope and, when R can be
+// copied, a decoded copy of its own. m holds the entry's wall-clock times;
+// the local copy is fresh, then stale, for the time that remains of each.
+// It returns whether it kept the entry, and why not when the tier refused
 // it (too large for its bound).
-func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, freshUntil int64) (bool, error) {
-	it := &item{env: raw, hdr: envHeaderLen(s.codec.Name()), codec: s.codec.Name(), fp: f.fp, etag: res.entry.etag,
-		storedAt: unixNano(res.entry.StoredAt), freshUntil: freshUntil}
+func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, m meta) (bool, error) {
+	name := s.codec.Name()
+	it := &item{meta: m, env: raw, hdr: len(raw) - len(res.entry.Payload), codec: name, fp: f.fp, etag: res.entry.etag}
 	var cost int64
-	if res.hasVal && f.cp.ok {
+	if m.kind == kindValue && res.hasVal && f.cp.ok {
 		p := new(R)
 		*p = f.copyOf(&res.val)
 		it.val = p
@@ -373,12 +521,14 @@ func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, fres
 	}
 	now := s.clock.Mono()
 	var deadline int64
-	if freshUntil != 0 {
-		left := freshUntil - s.clock.Wall()
+	if m.freshUntil != 0 {
+		wall := s.clock.Wall()
+		left := max(m.staleUntil, m.freshUntil) - wall
 		if left <= 0 {
 			return false, nil
 		}
 		deadline = now + left
+		it.freshMono = now + (m.freshUntil - wall)
 	}
 	var buf [MaxKeyLen + 8]byte
 	if err := s.local.set(string(s.appendLocalKey(buf[:0], key)), it, cost, deadline, now); err != nil {
@@ -389,20 +539,30 @@ func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, fres
 
 // run calls fn and encodes its answer into an entry (not yet stored).
 func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[R] {
+	start := s.clock.Mono()
 	v, err := f.fn(ctx, a)
 	if err != nil {
 		return result[R]{val: v, err: err, hasVal: true}
 	}
+	return f.encode(ctx, s, key, v, max(s.clock.Mono()-start, 0))
+}
+
+// encode encodes v, computed in compute nanoseconds, into an entry.
+func (f *Func[A, R]) encode(ctx context.Context, s *state, key string, v R, compute int64) result[R] {
 	res := result[R]{val: v, hasVal: true}
 	now := s.clock.Wall()
-	var fresh int64
-	if s.expire > 0 {
-		fresh = now + int64(s.expire)
+	m := meta{storedAt: now, compute: compute}
+	if d := f.lifetime(s, &v); d > 0 {
+		m.freshUntil = now + int64(d)
+		m.staleUntil = m.freshUntil + int64(s.window())
+	} else if d < 0 {
+		res.noStore = true
+		m.freshUntil, m.staleUntil = now, now
 	}
 	name := s.codec.Name()
 	var env []byte
 	var etag [16]byte
-	err = safely(func() error {
+	err := safely(func() error {
 		var err error
 		if am, ok := s.codec.(appendMarshaler); ok {
 			// Encode straight after a header left blank, then fill it in.
@@ -410,13 +570,13 @@ func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[
 			env, err = am.appendMarshal(make([]byte, hdr, hdr+int(f.sizeHint.Load())), &v)
 			if err == nil {
 				f.sizeHint.Store(int64(len(env) - hdr + 32))
-				etag = putEnvelopeHeader(env, name, f.fp, now, fresh, fresh)
+				etag = putEnvelopeHeader(env, name, f.fp, m)
 			}
 			return err
 		}
 		var payload []byte
 		if payload, err = s.codec.Marshal(&v); err == nil {
-			env, etag = encodeEnvelope(name, f.fp, now, fresh, fresh, payload)
+			env, etag = encodeEnvelope(name, f.fp, m, payload)
 		}
 		return err
 	})
@@ -429,40 +589,55 @@ func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[
 		Payload:    env[envHeaderLen(name):],
 		Codec:      s.codec,
 		StoredAt:   unixTime(now),
-		FreshUntil: unixTime(fresh),
+		FreshUntil: unixTime(m.freshUntil),
 		Cached:     true,
 		etag:       etag,
 		raw:        env,
+		meta:       m,
 	}
 	return res
 }
 
-// read returns the fresh entry stored under key in the remote tier, if
-// any. Faults are reported and read as misses; failed says the backend
-// call itself failed (an error or a timeout), which is not worth repeating
-// at once.
-func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time.Duration) (env envelope, ok, failed bool) {
+// Freshness of an entry read from the remote tier.
+const (
+	absent = iota // no entry, or one this function cannot use
+	fresh
+	stale // past fresh-until, before stale-until
+)
+
+// read returns the entry stored under key in the remote tier, if any,
+// with its freshness. Faults are reported and read as misses; failed says
+// the backend call itself failed (an error or a timeout), which is not
+// worth repeating at once.
+func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time.Duration) (env envelope, st int, failed error) {
 	b, ok, err := s.get(ctx, budget, key)
 	if err != nil {
 		s.report(ctx, "get", key, err)
-		return envelope{}, false, true
+		return envelope{}, absent, err
 	}
 	if !ok {
-		return envelope{}, false, false
+		return envelope{}, absent, nil
 	}
 	env, err = decodeEnvelope(b)
 	if err != nil {
 		s.report(ctx, "decode", key, err)
-		return envelope{}, false, false
+		return envelope{}, absent, nil
 	}
 	if string(env.codec) != s.codec.Name() || env.fp != f.fp {
-		return envelope{}, false, false // another codec or another R: a miss, overwritten
-	}
-	if env.freshUntil != 0 && s.clock.Wall() >= env.freshUntil {
-		return envelope{}, false, false
+		return envelope{}, absent, nil // another codec or another R: a miss, overwritten
 	}
 	env.raw = b
-	return env, true, false
+	if env.freshUntil == 0 {
+		return env, fresh, nil
+	}
+	now := s.clock.Wall()
+	switch {
+	case now < env.freshUntil:
+		return env, fresh, nil
+	case now < env.staleUntil && env.kind == kindValue:
+		return env, stale, nil
+	}
+	return envelope{}, absent, nil
 }
 
 // call runs a backend call bounded by d, turning a panic into an error.
@@ -536,6 +711,7 @@ func hitEntry(s *state, env envelope) Entry {
 		StoredAt:   unixTime(env.storedAt),
 		FreshUntil: unixTime(env.freshUntil),
 		etag:       env.etag,
+		meta:       env.meta,
 	}
 }
 
@@ -605,6 +781,12 @@ func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 		<-w
 	}
 	defer f.flights.invalidated(key, false)
+	return f.drop(ctx, s, key)
+}
+
+// drop deletes key from both tiers.
+func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
+	f.backoff.ok(key)
 	if s.local != nil {
 		var buf [MaxKeyLen + 8]byte
 		s.local.delete(string(s.appendLocalKey(buf[:0], key)))
@@ -612,7 +794,7 @@ func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 	if s.remote == nil {
 		return nil
 	}
-	err = s.call(ctx, s.timeout, func(bctx context.Context) error { return s.remote.Delete(bctx, key) })
+	err := s.call(ctx, s.timeout, func(bctx context.Context) error { return s.remote.Delete(bctx, key) })
 	if err != nil {
 		return &BackendError{Op: "delete", Key: key, Err: err}
 	}
@@ -631,6 +813,7 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 		<-w
 	}
 	defer f.flights.invalidated("", true)
+	f.backoff.reset()
 	if s.local != nil {
 		s.local.clear(s.localNS)
 	}
@@ -688,7 +871,16 @@ type Entry struct {
 	StoredAt time.Time
 	// FreshUntil is when the entry expires; zero when it never does.
 	FreshUntil time.Time
+	// Stale is true when the entry expired before this call read it and is
+	// served within a stale window ([StaleWhileRevalidate], [StaleIfError]).
+	Stale bool
+	// StaleWhileRevalidate and StaleIfError are the function's stale
+	// windows past FreshUntil (0 when off, or on a remembered error): how
+	// long it may serve this entry stale, as RFC 5861's directives of the
+	// same names say to HTTP caches.
+	StaleWhileRevalidate, StaleIfError time.Duration
 
+	meta      meta // the envelope's times, compute duration and kind
 	etag      [16]byte
 	raw       []byte // the whole envelope, for storing
 	encodeErr error  // why fn's answer has no payload
@@ -734,23 +926,143 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 	}
 	if mode == UseCache && s.local != nil {
 		var buf [MaxKeyLen + 8]byte
-		if it, ok := s.local.get(s.appendLocalKey(buf[:0], key), s); ok && it.codec == s.codec.Name() && it.fp == f.fp {
+		if it, now, ok := s.local.get(s.appendLocalKey(buf[:0], key), s); ok && it.codec == s.codec.Name() && it.fp == f.fp {
 			e := it.entry(s.codec)
-			return &e, nil
+			switch {
+			case it.kind != kindValue:
+				if err := s.remembered(it.kind, it.payload()); err != nil {
+					e.Payload = nil
+					return &e, err
+				}
+			case !it.stale(now):
+				if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
+					f.refresh(ctx, s, key, a)
+				}
+				return s.windows(&e), nil
+			case now-it.freshMono < int64(s.swr):
+				e.Stale = true
+				f.refresh(ctx, s, key, a)
+				return s.windows(&e), nil
+			}
 		}
 	}
 	res, _, err := f.fetch(ctx, s, key, a, mode, false)
 	if err != nil {
 		return nil, err
 	}
+	if res.refresh {
+		f.refresh(ctx, s, key, a)
+	}
 	if res.err != nil {
+		if res.entry.Hit { // a remembered error: its entry says how fresh it is
+			e := res.entry
+			e.Payload = nil
+			return &e, res.err
+		}
 		return nil, res.err
 	}
 	if res.entry.Payload == nil {
 		return nil, &EncodeError{Err: res.entry.encodeErr}
 	}
 	e := res.entry // each caller gets its own Entry; they share the bytes
-	return &e, nil
+	return s.windows(&e), nil
+}
+
+// windows sets an answer's stale windows from the function's options.
+func (s *state) windows(e *Entry) *Entry {
+	if !e.FreshUntil.IsZero() && e.meta.kind == kindValue {
+		e.StaleWhileRevalidate, e.StaleIfError = s.swr, s.sie
+	}
+	return e
+}
+
+// Peek returns the answer cached for a when a fresh one is stored, and
+// never runs fn nor starts a refresh: ok is false on a miss, a stale
+// entry, or with caching off. A remembered error ([NegativeCache],
+// [CacheErrors]) is an answer: Peek returns it with ok true. err is
+// ctx.Err() for a done ctx, or a *[BackendError] when the key cannot be
+// built or the remote read fails or runs out of [Timeout]; an entry that
+// cannot be decoded is reported to [OnError] and is a miss.
+func (f *Func[A, R]) Peek(ctx context.Context, a A) (v R, ok bool, err error) {
+	s := f.load()
+	if !s.enabled {
+		return v, false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return v, false, err
+	}
+	var buf [MaxKeyLen + 8]byte
+	kb, err := f.appendKey(buf[:0], s, a)
+	if err != nil {
+		return v, false, &BackendError{Op: "key", Key: s.nsKey, Err: err}
+	}
+	key := string(kb)
+	if s.local != nil {
+		var buf [MaxKeyLen + 8]byte
+		if it, now, found := s.local.get(s.appendLocalKey(buf[:0], key), s); found && !it.stale(now) {
+			if r, usable := f.localResult(ctx, s, it, true); usable {
+				return r.val, true, r.err
+			}
+		}
+	}
+	if s.remote == nil {
+		return v, false, nil
+	}
+	env, st, rerr := f.read(ctx, s, key, s.timeout)
+	if rerr != nil {
+		return v, false, &BackendError{Op: "get", Key: key, Err: rerr}
+	}
+	if st != fresh {
+		return v, false, nil
+	}
+	if env.kind != kindValue {
+		if err := s.remembered(env.kind, env.payload); err != nil {
+			return v, true, err
+		}
+		return v, false, nil
+	}
+	if err := s.decode(env.payload, &v); err != nil {
+		s.report(ctx, "decode", key, err)
+		var zero R
+		return zero, false, nil
+	}
+	return v, true, nil
+}
+
+// Set stores v as the answer for a, in both tiers, with the lifetime a
+// computed answer would get (so [ExpireFunc] saying "do not store" drops
+// the entry instead). It wins over a computation for a already under way
+// in this process, as [Func.Forget] does: no answer computed before Set
+// is written after it. With caching off Set does nothing. The error is a
+// *[EncodeError] when v cannot be encoded, or a *[BackendError] when the
+// key cannot be built or a tier refused the write (a remote write is
+// bounded by [Timeout]).
+func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
+	s := f.load()
+	if !s.enabled {
+		return nil
+	}
+	var buf [MaxKeyLen + 8]byte
+	kb, err := f.appendKey(buf[:0], s, a)
+	if err != nil {
+		return &BackendError{Op: "key", Key: s.nsKey, Err: err}
+	}
+	key := string(kb)
+	for _, w := range f.flights.invalidate(key, false) {
+		<-w
+	}
+	defer f.flights.invalidated(key, false)
+	res := f.encode(ctx, s, key, v, 0)
+	if res.entry.raw == nil {
+		return &EncodeError{Err: res.entry.encodeErr}
+	}
+	if res.noStore {
+		return f.drop(ctx, s, key)
+	}
+	if err := f.write(ctx, s, key, &res, false); err != nil {
+		return &BackendError{Op: "set", Key: key, Err: err}
+	}
+	return nil
 }
 
 // Decode decodes an entry's payload into a new R.

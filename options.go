@@ -34,6 +34,17 @@ type config struct {
 	timeout   time.Duration
 	onError   func(context.Context, error)
 	keyFn     any // func(A) string, checked in New
+
+	// Freshness (freshness.go).
+	swr            time.Duration // StaleWhileRevalidate window
+	sie            time.Duration // StaleIfError window
+	refreshTimeout time.Duration // bounds a background refresh
+	beta           float64       // EarlyRefresh; 0: off
+	negTTL         time.Duration // NegativeCache lifetime; 0: off
+	notFound       []error       // NegativeCache sentinels
+	errTTL         time.Duration // CacheErrors lifetime; 0: off
+	expireFn       any           // func(R) time.Duration, checked in New
+	jitter         float64       // ExpireJitter fraction
 }
 
 // DefaultTimeout bounds each backend call unless [Timeout] says otherwise.
@@ -184,14 +195,14 @@ var (
 // earlier. Defaults are read when a function is called, not when it is
 // wrapped, so functions wrapped at package level see what main sets later;
 // a function's own options win. SetDefaults is safe for concurrent use.
-// It panics on Namespace and KeyFunc, which are per function, and on the
+// It panics on Namespace, KeyFunc and ExpireFunc, which are per function, and on the
 // zero Option.
 func SetDefaults(opts ...Option) {
 	for _, o := range opts {
 		if o.apply == nil {
 			panic("memo: SetDefaults: zero Option")
 		}
-		if o.name == "Namespace" || o.name == "KeyFunc" {
+		if o.name == "Namespace" || o.name == "KeyFunc" || o.name == "ExpireFunc" {
 			panic(fmt.Sprintf("memo: SetDefaults(%s(...)): %s is per function", o.name, o.name))
 		}
 	}
@@ -226,6 +237,8 @@ func resolve(own []Option) config {
 		codec:   JSON,
 		enabled: true,
 		timeout: DefaultTimeout,
+
+		refreshTimeout: DefaultRefreshTimeout,
 	}
 	if d := defaults.Load(); d != nil {
 		for _, o := range *d {

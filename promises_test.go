@@ -281,19 +281,19 @@ func TestPromiseTimeoutHolds(t *testing.T) {
 func TestPromiseOneClockRule(t *testing.T) {
 	ctx := context.Background()
 	t.Run("local, step back", func(t *testing.T) {
-		clk := memo.NewFakeClock(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC).UnixNano())
+		clk := memo.NewFakeClock(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC))
 		local, _ := memo.WithLocalTier(1 << 20)
 		var runs atomic.Int64
 		f := memo.New(func(ctx context.Context, id int) (int, error) { runs.Add(1); return id, nil },
 			memo.Namespace("clock-back"), local, memo.WithClock(clk), memo.Expire(time.Minute))
 		f.Call(ctx, 1)
-		clk.StepWall(int64(-time.Hour))
-		clk.Advance(int64(30 * time.Second))
+		clk.StepWall(-time.Hour)
+		clk.Advance(30 * time.Second)
 		f.Call(ctx, 1)
 		if n := runs.Load(); n != 1 {
 			t.Errorf("fn ran %d times: a wall-clock step back stopped a hit", n)
 		}
-		clk.Advance(int64(31 * time.Second))
+		clk.Advance(31 * time.Second)
 		f.Call(ctx, 1)
 		if n := runs.Load(); n != 2 {
 			t.Errorf("fn ran %d times, want 2: the entry outlived Expire", n)
@@ -304,13 +304,13 @@ func TestPromiseOneClockRule(t *testing.T) {
 		"remote": func() memo.Option { return memo.WithBackend(memory.New()) },
 	} {
 		t.Run(name+", step forward", func(t *testing.T) {
-			clk := memo.NewFakeClock(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC).UnixNano())
+			clk := memo.NewFakeClock(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC))
 			var runs atomic.Int64
 			f := memo.New(func(ctx context.Context, id int) (int, error) { runs.Add(1); return id, nil },
 				memo.Namespace("clock-fwd-"+name), opt(), memo.WithClock(clk), memo.Expire(time.Minute))
 			f.Call(ctx, 1)
-			clk.StepWall(int64(10 * time.Minute))
-			clk.Advance(int64(61 * time.Second))
+			clk.StepWall(10 * time.Minute)
+			clk.Advance(61 * time.Second)
 			f.Call(ctx, 1)
 			if n := runs.Load(); n != 2 {
 				t.Errorf("fn ran %d times, want 2: a wall-clock step forward extended an entry", n)

@@ -35,12 +35,13 @@ func sameDoc(x, y Doc) bool {
 		x.Attrs["k"] == y.Attrs["k"] && bytes.Equal(x.Blob, y.Blob) && x.Extra["s"] == y.Extra["s"]
 }
 
-// Memo's stored format, version 1, as envelope.go and
-// docs/keys-and-codecs.md describe it: magic 'm', version, codec name
-// length and name, 8-byte fingerprint of R, stored-at, fresh-until and
-// stale-until (Unix ns), 16-byte ETag, 4-byte payload length, payload.
-// Integers big-endian.
-const envFixed = 55
+// Memo's stored format, as envelope.go and docs/keys-and-codecs.md
+// describe it. Version 1: magic 'm', version, codec name length and name,
+// 8-byte fingerprint of R, stored-at, fresh-until and stale-until (Unix
+// ns), 16-byte ETag, 4-byte payload length, payload. Version 2 (what memo
+// writes) adds the compute duration (8 bytes) and the kind (1 byte) before
+// the ETag. Integers big-endian. memo reads both.
+const envFixed = 64 // version 2
 
 func buildEnvelope(version byte, codec string, fp []byte, fresh int64, payload []byte) []byte {
 	b := []byte{'m', version, byte(len(codec))}
@@ -99,7 +100,9 @@ func hostileCases(codec string, good []byte) []hostile {
 		{name: "truncated before length", v: good[:envFixed+n-1]},
 		{name: "truncated payload", v: good[:len(good)-1]},
 		{name: "trailing byte", v: append(bytes.Clone(good), 0)},
-		{name: "format version 2", v: mut(func(b []byte) { b[1] = 2 })},
+		{name: "format version 3", v: mut(func(b []byte) { b[1] = 3 })},
+		{name: "format version 1 with a version 2 header", v: mut(func(b []byte) { b[1] = 1 })},
+		{name: "unknown kind", v: mut(func(b []byte) { b[3+n+40] = 9 })},
 		{name: "format version 0", v: mut(func(b []byte) { b[1] = 0 })},
 		{name: "codec name length 255", v: mut(func(b []byte) { b[2] = 255 })},
 		{name: "declared payload length 4 GiB", v: mut(func(b []byte) {
