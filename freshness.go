@@ -194,18 +194,19 @@ func early(beta float64, now, freshMono, compute int64) bool {
 	return rand.Float64() < math.Exp(-x)
 }
 
-// refresh starts a background refresh of key, unless one (or any other
-// computation of key) is under way or the key's backoff holds. The
-// refresh keeps ctx's values but not its cancellation, and is bounded by
-// RefreshTimeout.
-func (f *Func[A, R]) refresh(ctx context.Context, s *state, key string, a A) {
+// refresh starts a background refresh of key, whose answer stored at
+// storedAt (wall clock) is stale or due, unless a computation of key is
+// under way or the key's backoff holds. The refresh keeps ctx's values
+// but not its cancellation, and is bounded by RefreshTimeout; it runs fn
+// unless the tiers hold an answer stored after storedAt.
+func (f *Func[A, R]) refresh(ctx context.Context, s *state, key string, a A, storedAt int64) {
 	if f.backoff.holds(key, s.clock.Mono()) || f.flights.busy(key) {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout)
 	if !f.flights.start(rctx, key, func(ctx context.Context, fl *flight[result[R]]) result[R] {
 		defer cancel()
-		return f.miss(ctx, s, key, a, revalidate, false, s.timeout, fl)
+		return f.miss(ctx, s, key, a, revalidate, false, s.timeout, storedAt, fl)
 	}, s.orphan) {
 		cancel()
 	}

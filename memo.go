@@ -190,13 +190,13 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 			} else if !it.stale(now) {
 				if v, ok := f.fromItem(ctx, s, it); ok {
 					if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
-						f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a)
+						f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
 					}
 					return v, nil
 				}
 			} else if now-it.freshMono < int64(s.swr) {
 				if v, ok := f.fromItem(ctx, s, it); ok {
-					f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a)
+					f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
 					return v, nil
 				}
 			}
@@ -215,7 +215,7 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		return zero, err
 	}
 	if res.refresh {
-		f.refresh(ctx, s, key, a)
+		f.refresh(ctx, s, key, a, res.entry.meta.storedAt)
 	}
 	if res.err != nil || res.hasVal && first {
 		return res.val, res.err
@@ -290,22 +290,22 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 	if mode == UseCache && s.swr > 0 && f.flights.background(key) {
 		// A refresh is under way: a stale entry answers at once, rather
 		// than waiting for it.
-		if res, ok, _, _ := f.readTiers(ctx, s, key, mode, needVal, budget, nil); ok {
+		if res, ok, _, _ := f.readTiers(ctx, s, key, mode, needVal, budget, 0, nil); ok {
 			res.refresh = false
 			return res, true, nil
 		}
 	}
 	return f.flights.do(ctx, key, mode == Refresh, func(fctx context.Context, fl *flight[result[R]]) result[R] {
-		return f.miss(fctx, s, key, a, mode, needVal, budget, fl)
+		return f.miss(fctx, s, key, a, mode, needVal, budget, 0, fl)
 	}, s.orphan)
 }
 
 // miss is a flight's body: the whole miss path of one key.
-func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool, budget time.Duration, fl *flight[result[R]]) result[R] {
+func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool, budget time.Duration, after int64, fl *flight[result[R]]) result[R] {
 	var fallback *result[R]
 	readFailed := false
 	if mode != Refresh {
-		res, ok, stale, failed := f.readTiers(ctx, s, key, mode, needVal, budget, fl)
+		res, ok, stale, failed := f.readTiers(ctx, s, key, mode, needVal, budget, after, fl)
 		if ok {
 			return res
 		}
@@ -322,15 +322,16 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 // UseCache) a stale answer within StaleWhileRevalidate's window, or within
 // StaleIfError's while the origin's backoff holds. Otherwise stale, if
 // not nil, is a stale answer within StaleIfError's window, to stand in for
-// fn's error; failed says the remote read itself failed. fl fences the
+// fn's error; failed says the remote read itself failed. An answer stored
+// at or before after (a refresh's trigger) counts as stale. fl fences the
 // local copy of a remote entry; nil skips it.
-func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode Mode, needVal bool, budget time.Duration, fl *flight[result[R]]) (res result[R], ok bool, stale *result[R], failed bool) {
+func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode Mode, needVal bool, budget time.Duration, after int64, fl *flight[result[R]]) (res result[R], ok bool, stale *result[R], failed bool) {
 	var age int64 = -1 // how long ago the stale answer expired
 	if s.local != nil {
 		var buf [MaxKeyLen + 8]byte
 		if it, now, found := s.local.get(s.appendLocalKey(buf[:0], key), s); found {
 			if r, usable := f.localResult(ctx, s, it, needVal); usable {
-				if !it.stale(now) || r.err != nil {
+				if r.err != nil || !it.stale(now) && it.storedAt > after {
 					r.refresh = r.err == nil && s.beta > 0 && early(s.beta, now, it.freshMono, it.compute)
 					return r, true, nil, false
 				}
@@ -361,7 +362,7 @@ func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode M
 					f.fill(s, key, &r, env.raw, env.meta) // an entry the remote tier held: it fitted there
 					f.flights.endWrite(fl)
 				}
-				if st == fresh {
+				if st == fresh && env.storedAt > after {
 					r.refresh = r.err == nil && s.beta > 0 && env.freshUntil != 0 && early(s.beta, s.clock.Wall(), env.freshUntil, env.compute)
 					return r, true, nil, failed
 				}
@@ -936,12 +937,12 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 				}
 			case !it.stale(now):
 				if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
-					f.refresh(ctx, s, key, a)
+					f.refresh(ctx, s, key, a, it.storedAt)
 				}
 				return s.windows(&e), nil
 			case now-it.freshMono < int64(s.swr):
 				e.Stale = true
-				f.refresh(ctx, s, key, a)
+				f.refresh(ctx, s, key, a, it.storedAt)
 				return s.windows(&e), nil
 			}
 		}
@@ -951,7 +952,7 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 		return nil, err
 	}
 	if res.refresh {
-		f.refresh(ctx, s, key, a)
+		f.refresh(ctx, s, key, a, res.entry.meta.storedAt)
 	}
 	if res.err != nil {
 		if res.entry.Hit { // a remembered error: its entry says how fresh it is
@@ -1052,6 +1053,7 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 		<-w
 	}
 	defer f.flights.invalidated(key, false)
+	f.backoff.ok(key)
 	res := f.encode(ctx, s, key, v, 0)
 	if res.entry.raw == nil {
 		return &EncodeError{Err: res.entry.encodeErr}
