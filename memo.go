@@ -132,7 +132,8 @@ func (f *Func[A, R]) load() *state {
 	return s
 }
 
-// Call returns fn's answer for a, from the cache when it holds a fresh one.
+// Call returns fn's answer for a, from the cache when it holds a fresh one
+// (or a stale one the freshness options allow: see docs/freshness.md).
 //
 // Concurrent calls for one key in a process run fn at most once at a time
 // (a [Func.Forget] or [Func.Clear] excepted: the next call starts a new run
@@ -154,7 +155,9 @@ func (f *Func[A, R]) load() *state {
 // process sharing the backend, hits.
 //
 // If fn panics, its callers panic with a *[PanicError] and the next call
-// runs fn again. fn's errors are returned unchanged and never cached.
+// runs fn again. The callers of the run of fn that failed get its error
+// unchanged. It is never cached, except as [NegativeCache] and
+// [CacheErrors] say: later calls then get the remembered error.
 //
 // A fault of the cache (a backend error or timeout, a corrupt or foreign
 // entry, a key that cannot be built) never reaches the caller: a failed
@@ -858,7 +861,8 @@ type Entry struct {
 	Payload []byte
 	// Codec encoded Payload.
 	Codec Codec
-	// Hit is true when the entry was read from the cache.
+	// Hit is true when the entry was read from the cache (fresh, stale, or
+	// a remembered error).
 	Hit bool
 	// Cached is false when the cache was bypassed ([Bypass], Enabled(false)
 	// or a key that could not be built): the answer was neither read from
@@ -894,9 +898,12 @@ func (e *Entry) ETag() string { return quoteETag(e.etag) }
 // Lookup is the lower-level form of [Func.Call] for adapters that serve the
 // stored bytes themselves (see httpadapter): it returns the entry rather
 // than a decoded R. Concurrency, context, read-your-writes and fail-open
-// behave as in Call; fn's errors are returned unchanged. When fn's answer
-// cannot be encoded there is no payload to serve: Lookup returns an
-// *[EncodeError].
+// behave as in Call; fn's errors are returned unchanged. A remembered
+// error ([NegativeCache], [CacheErrors]) is returned with its entry (Hit
+// true, no Payload, FreshUntil its end), so that an adapter can say it
+// came from the cache. When fn's answer cannot be encoded there is no
+// payload to serve: Lookup returns an *[EncodeError]. Lookup starts
+// refreshes as Call does.
 func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error) {
 	s := f.load()
 	if err := ctx.Err(); err != nil {
