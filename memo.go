@@ -719,13 +719,6 @@ func hitEntry(s *state, env envelope) Entry {
 	}
 }
 
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
 // appendKey appends the key of a, recovering a panic of key building.
 func (f *Func[A, R]) appendKey(dst []byte, s *state, a A) ([]byte, error) {
 	dst = append(append(dst, s.nsKey...), ':')
