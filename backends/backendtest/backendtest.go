@@ -16,7 +16,9 @@
 // [Run] checks the byte-level contract of [memo.Backend] (and
 // [memo.Clearer]) and then runs [RunMemo], which checks memo itself over
 // the backend: typed round trips with both codecs, expiry, Forget, Clear,
-// corrupt entries and oversized values.
+// corrupt entries and oversized values; then [RunFreshness], which checks
+// memo's freshness options (stale answers, remembered errors, lifetimes,
+// Peek and Set) over it with a clock the suite moves by hand.
 //
 // The suite writes only keys under namespaces unique to each run
 // ("test:<name>.<random>.<pid>.<n>"), so it can share a server with other
@@ -81,7 +83,8 @@ func ns(t testing.TB, name string) string { return testenv.NS(t, name) }
 // backend must implement [memo.Clearer]), concurrent use, already
 // cancelled contexts (every method must return an error wrapping
 // context.Canceled), and that Set does not retain its value; then memo over
-// the backend ([RunMemo]) as the subtest "Memo". Zero fields of o take
+// the backend ([RunMemo]) as the subtest "Memo", and memo's freshness
+// options over it ([RunFreshness]) as the subtest "Freshness". Zero fields of o take
 // their documented defaults. Run takes a few seconds (it waits for values
 // to expire) and fails t's subtests on any deviation.
 func Run(t *testing.T, f Factory, o Options) {
@@ -108,6 +111,7 @@ func Run(t *testing.T, f Factory, o Options) {
 		})
 	}
 	t.Run("Memo", func(t *testing.T) { RunMemo(t, f, o) })
+	t.Run("Freshness", func(t *testing.T) { RunFreshness(t, f, o) })
 }
 
 func (o Options) withDefaults() Options {
