@@ -290,9 +290,9 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 	if d, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(d)/3)
 	}
-	if mode == UseCache && s.swr > 0 && f.flights.background(key) {
-		// A refresh is under way: a stale entry answers at once, rather
-		// than waiting for it.
+	if mode == UseCache && (s.swr > 0 || s.beta > 0) && f.flights.background(key) {
+		// A refresh is under way: the entry it refreshes (fresh, or stale
+		// within the window) answers at once, rather than waiting for it.
 		if res, ok, _, _ := f.readTiers(ctx, s, key, mode, needVal, budget, 0, nil); ok {
 			res.refresh = false
 			return res, true, nil
