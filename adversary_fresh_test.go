@@ -394,7 +394,7 @@ func TestAdversaryFreshDefectRefreshTimeoutNoBackoff(t *testing.T) {
 // Cause: memo.go:424, compute calls f.run, whose panic unwinds past the
 // backoff bookkeeping (memo.go:432-437); flight.go:253 recovers it and
 // reports it as an orphan, and nothing records the failure. Fix: in
-// refresh's work (freshness.go:250), recover-and-repanic or a deferred
+// refresh's work (freshness.go:207-210), recover-and-repanic or a deferred
 // check (`defer func() { if !ok { f.backoff.fail(key, ...) } }()`) so that
 // a refresh that did not return normally counts as failed.
 func TestAdversaryFreshDefectPanickingRefreshNoBackoff(t *testing.T) {
@@ -537,8 +537,8 @@ func TestAdversaryFreshDefectStaleIfErrorPastWindowAfterSlowFn(t *testing.T) {
 // throughout though fn would answer.
 //
 // Cause: memo.go:437, compute calls f.backoff.fail for a refresh whether
-// or not an invalidation dropped its flight (drop at memo.go:793 cleared
-// the backoff before, and the new call's success at 446 cleared it again:
+// or not an invalidation dropped its flight (Forget cleared
+// the backoff (drop, memo.go:786), and the new call's success at 446 cleared it again:
 // the voided failure comes after both). Fix: skip backoff.fail (and
 // backoff.ok) for a dropped flight: e.g. a flights.dropped(fl) check
 // under the shard lock before touching the backoff.
@@ -714,7 +714,7 @@ func TestAdversaryFreshDefectLifetimeOverflow(t *testing.T) {
 // answer the function said not to keep.
 //
 // Cause: memo.go:564 sets freshUntil = now for a "do not store" answer,
-// and windows (memo.go:980) sets the windows on any entry with a non-zero
+// and windows (memo.go:973) sets the windows on any entry with a non-zero
 // FreshUntil. Fix: leave the windows at 0 when the answer is not stored
 // for noStore (e.g. windows checks a noStore flag on the result, or encode
 // marks the entry).
@@ -747,9 +747,9 @@ func TestAdversaryFreshDefectNoStoreEntryClaimsStaleWindows(t *testing.T) {
 // a not-found whose sentinel it does not give). Got: b answers a's
 // remembered error (errors.Is ErrCached) without running fn.
 //
-// Cause: freshness.go:301-303, remembered answers a kindError entry
+// Cause: freshness.go:320-323, remembered answers a kindError entry
 // whatever the function's options (s.errTTL is not consulted); read by
-// memo.go:352 and the local paths (189, 403, 941, 1027). Fix: in
+// memo.go:352 and the local paths (190, 403, 934, 1020). Fix: in
 // remembered, return nil for kindError when s.errTTL == 0 (the entry is
 // then a miss, and overwritten), as is done for unknown sentinels.
 func TestAdversaryFreshDefectRememberedErrorWithoutCacheErrors(t *testing.T) {
@@ -780,9 +780,9 @@ func TestAdversaryFreshDefectRememberedErrorWithoutCacheErrors(t *testing.T) {
 // write is done and the remote one fails with the context's error: the
 // tiers disagree.
 //
-// Cause: memo.go:1048-1074, Set never checks ctx.Err() before invalidating
+// Cause: memo.go:1041-1068, Set never checks ctx.Err() before invalidating
 // and writing. Fix: `if err := ctx.Err(); err != nil { return err }`
-// after the enabled check, as Peek does (memo.go:999).
+// after the enabled check, as Peek does (memo.go:992).
 func TestAdversaryFreshDefectSetWithDoneContext(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	local, _ := memo.WithLocalTier(1 << 20)
@@ -807,9 +807,9 @@ func TestAdversaryFreshDefectSetWithDoneContext(t *testing.T) {
 // its own fn. Got: Lookup runs fn, but Call answers the other function's
 // remembered not-found.
 //
-// Cause: memo.go:189, Call's local fast path answers a remembered item
+// Cause: memo.go:189-190, Call's local fast path answers a remembered item
 // without the fingerprint and codec check that fromItem (266), localResult
-// (399) and Lookup's fast path (937) make. Fix: check it.fp == f.fp &&
+// (399) and Lookup's fast path (930) make. Fix: check it.fp == f.fp &&
 // it.codec == s.codec.Name() there too.
 func TestAdversaryFreshDefectRememberedErrorOfAnotherResultType(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
