@@ -76,8 +76,16 @@ func (g *group[T]) start(ctx context.Context, key string, w work[T], orphan func
 // busy reports whether a flight for key is under way.
 func (g *group[T]) busy(key string) bool { return g.shard(key).flightOf(key, false) }
 
-// background reports whether a background flight for key is under way.
-func (g *group[T]) background(key string) bool { return g.shard(key).flightOf(key, true) }
+// running reports whether a flight for key is under way that runs fn or
+// refreshes in the background.
+func (g *group[T]) running(key string) bool { return g.shard(key).flightOf(key, true) }
+
+// voided reports whether an invalidation covers f.
+func (g *group[T]) voided(f *flight[T]) bool {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	return f.dropped
+}
 
 func (g *group[T]) computing(f *flight[T])   { f.g.computing(f) }
 func (g *group[T]) answer(f *flight[T], v T) { f.g.answer(f, v) }
@@ -235,17 +243,17 @@ func (g *gshard[T]) start(ctx context.Context, key string, w work[T], orphan fun
 	if g.m == nil {
 		g.m = make(map[string]*flight[T])
 	}
-	f := &flight[T]{fresh: true, bg: true, g: g}
+	f := &flight[T]{bg: true, g: g}
 	g.m[key] = f
 	go g.run(ctx, key, f, w, orphan)
 	return true
 }
 
-func (g *gshard[T]) flightOf(key string, bg bool) bool {
+func (g *gshard[T]) flightOf(key string, running bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	f := g.m[key]
-	return f != nil && (!bg || f.bg)
+	return f != nil && (!running || f.bg || f.fresh)
 }
 
 // run runs w for f and ends the flight. orphan is nil when the caller runs

@@ -143,13 +143,15 @@ func mustPositive(opt string, d time.Duration) {
 }
 
 // validate checks the options that depend on each other; New panics with
-// its error.
-func (c *config) validate(hasExpireFn bool) error {
+// its error. own is the function's own options: a stale window set only
+// by SetDefaults is no error for a function whose entries never expire
+// (they are never stale).
+func (c *config) validate(own *config, hasExpireFn bool) error {
 	if c.expire == 0 && !hasExpireFn {
 		for _, o := range []struct {
 			name string
 			on   bool
-		}{{"StaleWhileRevalidate", c.swr > 0}, {"StaleIfError", c.sie > 0}, {"EarlyRefresh", c.beta > 0}} {
+		}{{"StaleWhileRevalidate", own.swr > 0}, {"StaleIfError", own.sie > 0}, {"EarlyRefresh", own.beta > 0}} {
 			if o.on {
 				return fmt.Errorf("memo: %s needs Expire > 0 or ExpireFunc: an entry that never expires is never stale", o.name)
 			}
@@ -157,6 +159,10 @@ func (c *config) validate(hasExpireFn bool) error {
 	}
 	return nil
 }
+
+// maxLifetime bounds lifetimes and stale windows (100 years), so that
+// adding them to a time never overflows.
+const maxLifetime = 100 * 365 * 24 * time.Hour
 
 // window is how long past its freshness an answer stays in the stores:
 // the longer of the stale windows.
@@ -171,6 +177,7 @@ func (f *Func[A, R]) lifetime(s *state, v *R) time.Duration {
 			return -1
 		}
 	}
+	d = min(d, maxLifetime)
 	if d > 0 && s.jitter > 0 {
 		d -= time.Duration(float64(d) * s.jitter * rand.Float64())
 		d = max(d, 1)
@@ -205,10 +212,26 @@ func (f *Func[A, R]) refresh(ctx context.Context, s *state, key string, a A, sto
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout)
 	if !f.flights.start(rctx, key, func(ctx context.Context, fl *flight[result[R]]) result[R] {
-		defer cancel()
-		return f.miss(ctx, s, key, a, revalidate, false, s.timeout, storedAt, fl)
+		normal := false
+		defer func() {
+			cancel()
+			if !normal { // fn panicked: reported as an orphan; back off too
+				f.failed(s, key, fl)
+			}
+		}()
+		res := f.miss(ctx, s, key, a, revalidate, false, s.timeout, storedAt, fl)
+		normal = true
+		return res
 	}, s.orphan) {
 		cancel()
+	}
+}
+
+// failed notes a failure of key's origin, unless an invalidation voided
+// the flight (its outcome says nothing of what comes after).
+func (f *Func[A, R]) failed(s *state, key string, fl *flight[result[R]]) {
+	if !f.flights.voided(fl) {
+		f.backoff.fail(key, s.clock.Mono(), s.errTTL)
 	}
 }
 
@@ -320,6 +343,9 @@ func (s *state) sentinel(err error) error {
 func (s *state) remembered(kind byte, payload []byte) error {
 	sn, text := splitErrorPayload(payload)
 	if kind == kindError {
+		if s.errTTL == 0 { // this function does not remember errors
+			return nil
+		}
 		return &cachedError{text: text, target: ErrCached}
 	}
 	for _, e := range s.notFound {

@@ -108,7 +108,7 @@ func New[A, R any](fn func(context.Context, A) (R, error), opts ...Option) *Func
 	}
 	f.fp = fingerprint(reflect.TypeFor[R]())
 	f.cp = newCopier(reflect.TypeFor[R]())
-	if err := f.load().validate(f.expireFn != nil); err != nil {
+	if err := f.load().validate(&own, f.expireFn != nil); err != nil {
 		panic(err.Error())
 	}
 	return f
@@ -187,8 +187,10 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		}
 		if it, now, ok := s.local.get(lk, s); ok {
 			if it.kind != kindValue {
-				if err := s.remembered(it.kind, it.payload()); err != nil {
-					return zero, err
+				if it.fp == f.fp && it.codec == s.codec.Name() {
+					if err := s.remembered(it.kind, it.payload()); err != nil {
+						return zero, err
+					}
 				}
 			} else if !it.stale(now) {
 				if v, ok := f.fromItem(ctx, s, it); ok {
@@ -290,9 +292,10 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 	if d, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(d)/3)
 	}
-	if mode == UseCache && (s.swr > 0 || s.beta > 0) && f.flights.background(key) {
-		// A refresh is under way: the entry it refreshes (fresh, or stale
-		// within the window) answers at once, rather than waiting for it.
+	if mode == UseCache && (s.swr > 0 || s.beta > 0) && f.flights.running(key) {
+		// fn is running for key (a refresh, or a Refresh): an entry the
+		// tiers hold (fresh, or stale within the window) answers at once,
+		// rather than waiting for it.
 		if res, ok, _, _ := f.readTiers(ctx, s, key, mode, needVal, budget, 0, nil); ok {
 			res.refresh = false
 			return res, true, nil
@@ -428,22 +431,29 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mod
 		case sn != nil:
 			// Not found: remembered, and never masked by a stale answer.
 			f.remember(ctx, s, key, kindNegative, s.negTTL, sn.Error(), &res, skipRemote, fl)
-		case !maskable(res.err):
-		case mode == revalidate || fallback != nil:
-			// A failed refresh keeps the stale entry; StaleIfError serves
-			// it. Either way fn is not called again for the key before a
+		case mode == revalidate:
+			// A failed refresh (its own timeout included) keeps the stale
+			// entry, and fn is not called again for the key before a
 			// backoff.
 			s.fault(ctx, res.err)
-			f.backoff.fail(key, s.clock.Mono(), s.errTTL)
-			if fallback != nil {
-				return *fallback
-			}
-		case s.errTTL > 0:
+			f.failed(s, key, fl)
+		case !maskable(res.err):
+		case fallback != nil && s.clock.Wall()-fallback.entry.meta.freshUntil < int64(s.sie):
+			// StaleIfError serves the stale answer, still within its
+			// window now that fn has failed.
+			s.fault(ctx, res.err)
+			f.failed(s, key, fl)
+			return *fallback
+		case s.errTTL > 0 && mode == UseCache:
+			// Remembered; never by a Refresh, which read no entry that a
+			// remembered error could be overwriting.
 			f.remember(ctx, s, key, kindError, s.errTTL, "", &res, skipRemote, fl)
 		}
 		return res
 	}
-	f.backoff.ok(key)
+	if !f.flights.voided(fl) {
+		f.backoff.ok(key)
+	}
 	if res.entry.raw == nil || res.noStore {
 		return res
 	}
@@ -460,6 +470,7 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mod
 // remember stores fn's error in res as an entry of kind for ttl.
 func (f *Func[A, R]) remember(ctx context.Context, s *state, key string, kind byte, ttl time.Duration, sentinel string, res *result[R], skipRemote bool, fl *flight[result[R]]) {
 	now := s.clock.Wall()
+	ttl = min(ttl, maxLifetime)
 	m := meta{storedAt: now, freshUntil: now + int64(ttl), staleUntil: now + int64(ttl), kind: kind}
 	name := s.codec.Name()
 	env, etag := encodeEnvelope(name, f.fp, m, errorPayload(sentinel, res.err.Error()))
@@ -558,7 +569,7 @@ func (f *Func[A, R]) encode(ctx context.Context, s *state, key string, v R, comp
 	m := meta{storedAt: now, compute: compute}
 	if d := f.lifetime(s, &v); d > 0 {
 		m.freshUntil = now + int64(d)
-		m.staleUntil = m.freshUntil + int64(s.window())
+		m.staleUntil = m.freshUntil + int64(min(s.window(), maxLifetime))
 	} else if d < 0 {
 		res.noStore = true
 		m.freshUntil, m.staleUntil = now, now
@@ -971,7 +982,7 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 
 // windows sets an answer's stale windows from the function's options.
 func (s *state) windows(e *Entry) *Entry {
-	if !e.FreshUntil.IsZero() && e.meta.kind == kindValue {
+	if e.meta.staleUntil > e.meta.freshUntil && e.meta.kind == kindValue {
 		e.StaleWhileRevalidate, e.StaleIfError = s.swr, s.sie
 	}
 	return e
@@ -1042,6 +1053,9 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 	s := f.load()
 	if !s.enabled {
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	var buf [MaxKeyLen + 8]byte
 	kb, err := f.appendKey(buf[:0], s, a)

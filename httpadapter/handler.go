@@ -33,24 +33,33 @@ import (
 // GET and HEAD are answered through f's cache (HEAD sends the same headers,
 // Content-Length included, without the body). The request's Cache-Control
 // chooses how: no-store computes without reading or writing the cache;
-// no-cache, max-age=0, a max-age smaller than the entry's age or a
-// min-fresh larger than its remaining lifetime recompute and store; Pragma:
-// no-cache counts as no-cache when there is no Cache-Control. Requests with
-// Authorization or Cookie bypass the cache unless [PerUser] is given.
-// If-None-Match (or, without it, If-Modified-Since) that matches the answer
-// gets 304 Not Modified, whether the answer was a hit or just computed.
-// Cached answers carry ETag, Cache-Control, Last-Modified, Vary,
-// Cache-Status and X-Cache (see [CacheHeader]); docs/http.md describes each.
+// no-cache, max-age=0, a max-age smaller than the entry's age (or any
+// max-age, when the entry is stale) or a min-fresh larger than its remaining
+// lifetime recompute and store; Pragma: no-cache counts as no-cache when
+// there is no Cache-Control. Requests with Authorization or Cookie bypass
+// the cache unless [PerUser] is given. If-None-Match (or, without it,
+// If-Modified-Since) that matches the answer gets 304 Not Modified, whether
+// the answer was a hit or just computed. Cached answers carry ETag,
+// Cache-Control, Last-Modified, Vary, Cache-Status and X-Cache (see
+// [CacheHeader]); docs/http.md describes each.
 //
 // Cache-Control is "private, max-age=N" and Age is A, where A is how many
 // whole seconds ago fn computed the answer and N - A the entry's remaining
-// lifetime in whole seconds (never negative): HTTP caches and browsers
-// count the answer fresh for N - A more seconds, as RFC 9111 has them do
-// with what a cache serves. Entries that never expire get "private,
-// no-cache" (clients revalidate, cheaply, with If-None-Match); [Public]
-// makes it public. Answers computed without the cache (request no-store,
-// credentials) say "Cache-Control: no-store". The handler never sends
-// Set-Cookie.
+// lifetime in whole seconds (never negative): HTTP caches and browsers count
+// the answer fresh for N - A more seconds, as RFC 9111 has them do with what
+// a cache serves. Entries that never expire get "private, no-cache" (clients
+// revalidate, cheaply, with If-None-Match); [Public] makes it public. When f
+// has [memo.StaleWhileRevalidate] or [memo.StaleIfError], Cache-Control adds
+// "stale-while-revalidate=W" and "stale-if-error=W" (RFC 5861), W being the
+// window in whole seconds, rounded down (a window under a second is left
+// out). A stale answer (memo serves it within one of those windows) has
+// "max-age=0", so that no cache, even one that ignores Age, counts it fresh,
+// its true Age, each window still open as Age plus the whole seconds left of
+// it (an RFC 5861 cache may then serve it stale exactly as long as memo
+// would), and "Cache-Status: memo; hit; ttl=T" with T negative: minus the
+// seconds since it expired, rounded up (at least 1). Answers computed
+// without the cache (request no-store, credentials) say "Cache-Control:
+// no-store". The handler never sends Set-Cookie.
 //
 // Other methods run fn every time, bypassing the cache (nothing is read or
 // stored), ignore conditional headers, and send no caching headers; so do
@@ -70,10 +79,18 @@ import (
 // HTTPStatus() int returning 400–599 gets that status instead (a 404 for a
 // missing record), with the status text as body; [ErrorStatus] overrides
 // both. Only a 4xx answer to a decode error shows the error's text. Error
-// answers carry "Cache-Control: no-store" and are never cached. If the
-// client goes away while fn runs, the answer is 503 and nothing is logged.
-// A panic in fn or decode propagates to net/http, which logs it and drops
-// the connection.
+// answers carry "Cache-Control: no-store", except an error memo remembers
+// ([memo.NegativeCache], [memo.CacheErrors]) and answers without running fn:
+// it gets its status the same way, by default 404 for a not-found and 500
+// for another error, and is an answer from the cache: "Cache-Status: memo;
+// hit; ttl=T", "Cache-Control: private, max-age=T" (public under [Public])
+// where T is the whole seconds left of its lifetime; no Age; Vary and
+// X-Cache as on answers; and never a stale body. A remembered not-found
+// keeps only the sentinel and fn's text, not fn's error: give the sentinel
+// an HTTPStatus method, or map it with [ErrorStatus], for a status other
+// than 404 (and for the answer in which fn returned it). If the client goes
+// away while fn runs, the answer is 503 and nothing is logged. A panic in fn
+// or decode propagates to net/http, which logs it and drops the connection.
 //
 // Handler panics if f or decode is nil or if [Public] and [PerUser] are both
 // given. The handler is safe for concurrent use; concurrent misses for one
@@ -145,13 +162,19 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mode, reason = memo.Refresh, byRequest
 	}
 	e, err := h.f.Lookup(ctx, a, mode)
-	now := time.Now()
-	if err == nil && e.Hit && tooOld(e, dir, now) {
+	now := h.cfg.now()
+	if e != nil && e.Hit && tooOld(e, dir, now) {
 		reason = byRequest
 		e, err = h.f.Lookup(ctx, a, memo.Refresh)
-		now = time.Now()
+		now = h.cfg.now()
 	}
 	if err != nil {
+		if e != nil && e.Hit {
+			// An error of fn that memo remembers (NegativeCache,
+			// CacheErrors): an answer from the cache, with a lifetime.
+			h.failRemembered(w, r, e, err, now)
+			return
+		}
 		h.fail(w, r, err, http.StatusInternalServerError)
 		return
 	}
@@ -182,11 +205,12 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The per-response values are written into one buffer and become one
 	// string; vals holds every header's value slice, so that no slice is
 	// shared between responses: two allocations in all.
-	var buf [160]byte
+	var buf [256]byte
 	b := buf[:0]
 	var cc, cs string // constant values, when not in b
 	var ccEnd, csEnd, lmEnd, ageEnd int
-	ttl, age := int64(-1), int64(0)
+	ttl, age := int64(0), int64(0) // ttl: Cache-Status's, when hasTTL
+	hasTTL := false
 	if !e.Cached {
 		cc = "no-store"
 		switch reason {
@@ -198,24 +222,45 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			cs = csBypass
 		}
 	} else {
-		if h.cfg.public && len(w.Header()["Set-Cookie"]) == 0 {
-			b = append(b, "public"...)
-		} else {
-			b = append(b, "private"...)
-		}
-		age = max(int64(now.Sub(e.StoredAt)/time.Second), 0)
-		if !e.FreshUntil.IsZero() {
+		b = append(b, h.scope(w)...)
+		age = max(seconds(now.Sub(e.StoredAt)), 0)
+		switch {
+		case e.FreshUntil.IsZero():
+			b = append(b, ", no-cache"...)
+		case e.Stale:
+			// Fresh for no cache, not even one that ignores Age. An RFC
+			// 5861 cache counts the answer stale by Age seconds from the
+			// start: each window is stated as Age plus what is left of
+			// it, so that such a cache may serve it stale as long as
+			// memo would, and no longer.
+			hasTTL, ttl = true, min(seconds(e.FreshUntil.Sub(now)), -1)
+			b = append(b, ", max-age=0"...)
+			if left := seconds(e.FreshUntil.Add(e.StaleWhileRevalidate).Sub(now)); e.StaleWhileRevalidate > 0 && left > 0 {
+				b = strconv.AppendInt(append(b, ", stale-while-revalidate="...), age+left, 10)
+			}
+			if left := seconds(e.FreshUntil.Add(e.StaleIfError).Sub(now)); e.StaleIfError > 0 && left > 0 {
+				b = strconv.AppendInt(append(b, ", stale-if-error="...), age+left, 10)
+			}
+		default:
 			// max-age is the lifetime and Age how much of it has passed, as
 			// a cache states them (RFC 9111 section 4.2): clients take
-			// max-age - Age, the remaining whole seconds, as fresh.
-			ttl = max(int64(e.FreshUntil.Sub(now)/time.Second), 0)
+			// max-age - Age, the remaining whole seconds, as fresh. The
+			// stale windows (RFC 5861) follow that lifetime, unless it is
+			// none (ExpireFunc said not to store the answer).
+			hasTTL, ttl = true, max(seconds(e.FreshUntil.Sub(now)), 0)
 			b = strconv.AppendInt(append(b, ", max-age="...), ttl+age, 10)
-		} else {
-			b = append(b, ", no-cache"...)
+			if e.FreshUntil.After(e.StoredAt) {
+				if n := seconds(e.StaleWhileRevalidate); n > 0 {
+					b = strconv.AppendInt(append(b, ", stale-while-revalidate="...), n, 10)
+				}
+				if n := seconds(e.StaleIfError); n > 0 {
+					b = strconv.AppendInt(append(b, ", stale-if-error="...), n, 10)
+				}
+			}
 		}
 		ccEnd = len(b)
 		switch {
-		case e.Hit && ttl >= 0:
+		case e.Hit && hasTTL:
 			b = strconv.AppendInt(append(b, csHit+"; ttl="...), ttl, 10)
 		case e.Hit:
 			cs = csHit
@@ -322,9 +367,30 @@ func appendHTTPDate(b []byte, t time.Time) []byte {
 
 func append2(b []byte, n int) []byte { return append(b, byte('0'+n/10), byte('0'+n%10)) }
 
-// tooOld reports whether a hit fails the request's max-age or min-fresh.
+// seconds is d in whole seconds, rounded down (towards the past for a
+// negative d).
+func seconds(d time.Duration) int64 {
+	n := int64(d / time.Second)
+	if d%time.Second < 0 {
+		n--
+	}
+	return n
+}
+
+// scope is the first Cache-Control directive of an answer from the cache:
+// "public" under Public, unless a middleware has set a cookie on it.
+func (h *handler[A, R]) scope(w http.ResponseWriter) string {
+	if h.cfg.public && len(w.Header()["Set-Cookie"]) == 0 {
+		return "public"
+	}
+	return "private"
+}
+
+// tooOld reports whether a hit (an answer or a remembered error) fails the
+// request's max-age or min-fresh. A request with max-age takes no stale
+// answer, however young (it would need max-stale, which is not honoured).
 func tooOld(e *memo.Entry, d directives, now time.Time) bool {
-	if d.maxAge > 0 && now.Sub(e.StoredAt) > time.Duration(d.maxAge)*time.Second {
+	if d.maxAge > 0 && (e.Stale || now.Sub(e.StoredAt) > time.Duration(d.maxAge)*time.Second) {
 		return true
 	}
 	if d.minFresh > 0 && !e.FreshUntil.IsZero() && e.FreshUntil.Sub(now) < time.Duration(d.minFresh)*time.Second {
@@ -394,10 +460,9 @@ func etagOf(body []byte) string {
 // statusCoder is what an error implements to choose its HTTP status.
 type statusCoder interface{ HTTPStatus() int }
 
-// fail answers an error: status from ErrorStatus, then HTTPStatus(), then
-// def. The body is the status text, plus the error's text for a 4xx decode
-// error. 5xx are logged, except when the client left.
-func (h *handler[A, R]) fail(w http.ResponseWriter, r *http.Request, err error, def int) {
+// status maps an error to its HTTP status: ErrorStatus, then HTTPStatus()
+// in the error's chain; 0 when neither gives one from 400 to 599.
+func (h *handler[A, R]) status(err error) int {
 	status := 0
 	if h.cfg.errorStatus != nil {
 		status = h.cfg.errorStatus(err)
@@ -408,8 +473,19 @@ func (h *handler[A, R]) fail(w http.ResponseWriter, r *http.Request, err error, 
 			status = sc.HTTPStatus()
 		}
 	}
-	gone := false
 	if !isErrorStatus(status) {
+		return 0
+	}
+	return status
+}
+
+// fail answers an error: status from ErrorStatus, then HTTPStatus(), then
+// def. The body is the status text, plus the error's text for a 4xx decode
+// error. 5xx are logged, except when the client left.
+func (h *handler[A, R]) fail(w http.ResponseWriter, r *http.Request, err error, def int) {
+	status := h.status(err)
+	gone := false
+	if status == 0 {
 		status = def
 		if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 			status = http.StatusServiceUnavailable
@@ -430,6 +506,48 @@ func (h *handler[A, R]) fail(w http.ResponseWriter, r *http.Request, err error, 
 	hd.Set("Cache-Control", "no-store")
 	delete(hd, "Etag")
 	delete(hd, "Last-Modified")
+	http.Error(w, msg, status)
+}
+
+// failRemembered answers an error of fn that memo remembered and e, the
+// entry that holds it: a not-found of NegativeCache, or another error of
+// CacheErrors (which matches memo.ErrCached). The status comes from the
+// error as in fail, by default 404 for a not-found (memo keeps only its
+// sentinel and text, so a status that only fn's own error carried is
+// lost) and 500 for another error. It is an answer from the cache:
+// Cache-Status says hit, and max-age is its remaining lifetime, with no
+// Age, so that no cache keeps it longer than memo does. The body is the
+// status text; 5xx are logged.
+func (h *handler[A, R]) failRemembered(w http.ResponseWriter, r *http.Request, e *memo.Entry, err error, now time.Time) {
+	status := h.status(err)
+	if status == 0 {
+		status = http.StatusNotFound
+		if errors.Is(err, memo.ErrCached) {
+			status = http.StatusInternalServerError
+		}
+	}
+	msg := http.StatusText(status)
+	if msg == "" {
+		msg = "Error"
+	}
+	if status >= 500 {
+		h.cfg.errorLog(r, err)
+	}
+	hd := w.Header()
+	delete(hd, "Etag")
+	delete(hd, "Last-Modified")
+	if e.FreshUntil.IsZero() {
+		hd.Set("Cache-Control", h.scope(w)+", no-cache")
+		hd.Set("Cache-Status", csHit)
+	} else {
+		ttl := strconv.FormatInt(max(seconds(e.FreshUntil.Sub(now)), 0), 10)
+		hd.Set("Cache-Control", h.scope(w)+", max-age="+ttl)
+		hd.Set("Cache-Status", csHit+"; ttl="+ttl)
+	}
+	hd.Set("Vary", h.vary)
+	if h.cfg.cacheHeader != "" {
+		hd.Set(h.cfg.cacheHeader, "HIT")
+	}
 	http.Error(w, msg, status)
 }
 

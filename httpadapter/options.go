@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Option configures a [Handler]. Options are values: when the same option is
@@ -24,10 +25,11 @@ type config struct {
 	vary        []string
 	errorStatus func(error) int
 	errorLog    func(*http.Request, error)
+	now         func() time.Time // the clock, time.Now; tests give memo's fake one
 }
 
 func defaultConfig() config {
-	return config{cacheHeader: "X-Cache", errorLog: logError}
+	return config{cacheHeader: "X-Cache", errorLog: logError, now: time.Now}
 }
 
 // Public makes cached answers "Cache-Control: public, ..." so that shared
@@ -86,7 +88,8 @@ func Vary(names ...string) Option {
 // of decode and of the memoized function and returns a status from 400 to
 // 599, or 0 (or any other value) to leave the error to the default rules:
 // an error in the chain implementing HTTPStatus() int, then 400 for decode
-// errors and 500 for fn errors. fn must be safe for concurrent use.
+// errors and 500 for fn errors (404 for a not-found that memo remembers,
+// see [Handler]). fn must be safe for concurrent use.
 func ErrorStatus(fn func(error) int) Option {
 	if fn == nil {
 		panic("httpadapter: ErrorStatus(nil)")
