@@ -7,6 +7,7 @@
 //	curl -i -H 'If-None-Match: "<ETag>"' http://127.0.0.1:8080/users/42  # 304
 //	curl -i -H 'Cache-Control: no-cache' http://127.0.0.1:8080/users/42  # recomputed
 //	curl -X DELETE http://127.0.0.1:8080/users/42  # forget the entry
+//	curl -i http://127.0.0.1:8080/users/9999  # 404 after ~300 ms; again: 404 from the cache
 //	curl -i http://127.0.0.1:8080/squares?n=12     # a plain memoized function
 package main
 
@@ -32,11 +33,17 @@ type User struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// errNoUser is the sentinel that memo.NegativeCache remembers: a missing
+// user is answered from the cache for a while rather than asked of the
+// database on every request.
+var errNoUser = errors.New("no such user")
+
 // notFound is an error that tells the adapter its own HTTP status.
 type notFound struct{ id int64 }
 
 func (e notFound) Error() string   { return fmt.Sprintf("user %d not found", e.id) }
 func (e notFound) HTTPStatus() int { return http.StatusNotFound }
+func (e notFound) Unwrap() error   { return errNoUser }
 
 // fetchUser stands for a slow database query.
 func fetchUser(ctx context.Context, id int64) (User, error) {
@@ -69,12 +76,23 @@ func main() {
 	if addr == "" {
 		addr = "127.0.0.1:8080"
 	}
-	users := memo.New(fetchUser, memo.Expire(60*time.Second))
+	users := newUsers()
 	srv := &http.Server{Addr: addr, Handler: newMux(users), ReadHeaderTimeout: 5 * time.Second}
 	log.Printf("quickstart listening on http://%s (try: curl -i http://%s/users/42)", addr, addr)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
+}
+
+// newUsers memoizes fetchUser: answers stay fresh for a minute and are
+// then served stale for ten more seconds while one refresh runs, and a
+// missing user is remembered for 30 s.
+func newUsers(opts ...memo.Option) *memo.Func[int64, User] {
+	return memo.New(fetchUser, append([]memo.Option{
+		memo.Expire(60 * time.Second),
+		memo.StaleWhileRevalidate(10 * time.Second),
+		memo.NegativeCache(30*time.Second, errNoUser),
+	}, opts...)...)
 }
 
 // newMux routes the service's endpoints.

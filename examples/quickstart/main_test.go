@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 
 // TestQuickstart walks the README's curl lines: MISS, HIT, 304, 404.
 func TestQuickstart(t *testing.T) {
-	users := memo.New(fetchUser, memo.Expire(60*time.Second), memo.WithBackend(memory.New()))
+	users := newUsers(memo.WithBackend(memory.New()))
 	srv := httptest.NewServer(newMux(users))
 	defer srv.Close()
 	get := func(path string, hdr ...string) (*http.Response, string) {
@@ -50,6 +51,11 @@ func TestQuickstart(t *testing.T) {
 	nf, b := get("/users/99999")
 	if nf.StatusCode != http.StatusNotFound || nf.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("GET missing user = %d %q (Cache-Control %q), want 404 no-store", nf.StatusCode, b, nf.Header.Get("Cache-Control"))
+	}
+	// The second time, the not-found comes from the cache (NegativeCache).
+	nf, b = get("/users/99999")
+	if nf.StatusCode != http.StatusNotFound || !strings.HasPrefix(nf.Header.Get("Cache-Status"), "memo; hit") {
+		t.Fatalf("GET missing user again = %d %q (Cache-Status %q), want 404 from the cache", nf.StatusCode, b, nf.Header.Get("Cache-Status"))
 	}
 	sq, b := get("/squares?n=12")
 	if sq.StatusCode != 200 || len(b) < len("12 squared is 144") || b[:17] != "12 squared is 144" {
