@@ -197,7 +197,7 @@ func afTiers() []struct {
 		name string
 		opt  func() memo.Option
 	}{
-		{"local", func() memo.Option { o, _ := memo.WithLocalTier(1 << 20); return o }},
+		{"local", func() memo.Option { o, _ := memo.OwnLocalTier(1 << 20); return o }},
 		{"remote", func() memo.Option { return memo.WithBackend(memory.New()) }},
 	}
 }
@@ -358,7 +358,7 @@ func TestAdversaryFreshDefectRefreshTimeoutNoBackoff(t *testing.T) {
 		return 0, ctx.Err()
 	}
 	var errs afErrs
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(fn, memo.Namespace("af-refresh-timeout"), local, memo.WithClock(clk), memo.OnError(errs.hook),
 		memo.Expire(time.Minute), memo.StaleWhileRevalidate(10*time.Minute), memo.RefreshTimeout(20*time.Millisecond))
 	ctx := context.Background()
@@ -408,7 +408,7 @@ func TestAdversaryFreshDefectPanickingRefreshNoBackoff(t *testing.T) {
 		panic("origin kaboom")
 	}
 	var errs afErrs
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(fn, memo.Namespace("af-refresh-panic"), local, memo.WithClock(clk), memo.OnError(errs.hook),
 		memo.Expire(time.Minute), memo.StaleWhileRevalidate(10*time.Minute))
 	ctx := context.Background()
@@ -466,7 +466,7 @@ func TestAdversaryFreshDefectRefreshModeErrorOverwritesValue(t *testing.T) {
 				}
 				return 0, errors.New("origin down")
 			}
-			local, _ := memo.WithLocalTier(1 << 20)
+			local, _ := memo.OwnLocalTier(1 << 20)
 			f := memo.New(fn, memo.Namespace("af-refreshmode-sie-"+fmt.Sprint(tc.advance)), local, memo.WithClock(clk),
 				memo.OnError(func(context.Context, error) {}),
 				memo.Expire(time.Minute), memo.StaleIfError(10*time.Minute), memo.CacheErrors(30*time.Second))
@@ -510,7 +510,7 @@ func TestAdversaryFreshDefectStaleIfErrorPastWindowAfterSlowFn(t *testing.T) {
 		clk.Advance(5 * time.Minute) // a slow origin, failing in the end
 		return 0, errors.New("origin down")
 	}
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(fn, memo.Namespace("af-sie-slow"), local, memo.WithClock(clk), memo.OnError(func(context.Context, error) {}),
 		memo.Expire(time.Minute), memo.StaleIfError(2*time.Minute))
 	ctx := context.Background()
@@ -557,7 +557,7 @@ func TestAdversaryFreshDefectVoidedRefreshFailureSetsBackoff(t *testing.T) {
 		return n, nil
 	}
 	var errs afErrs
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(fn, memo.Namespace("af-voided-backoff"), local, memo.WithClock(clk), memo.OnError(errs.hook),
 		memo.Expire(time.Minute), memo.StaleWhileRevalidate(5*time.Minute), memo.CacheErrors(10*time.Minute))
 	ctx := context.Background()
@@ -675,7 +675,7 @@ func TestAdversaryFreshDefectLifetimeOverflow(t *testing.T) {
 		opts func() []memo.Option
 	}{
 		{"ExpireFunc forever/local", func() []memo.Option {
-			o, _ := memo.WithLocalTier(1 << 20)
+			o, _ := memo.OwnLocalTier(1 << 20)
 			return []memo.Option{o, memo.ExpireFunc(func(int64) time.Duration { return forever })}
 		}},
 		{"ExpireFunc forever/remote", func() []memo.Option {
@@ -720,7 +720,7 @@ func TestAdversaryFreshDefectLifetimeOverflow(t *testing.T) {
 // marks the entry).
 func TestAdversaryFreshDefectNoStoreEntryClaimsStaleWindows(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(func(ctx context.Context, id int) (int, error) { return id, nil }, memo.Namespace("af-nostore-windows"), local,
 		memo.ExpireFunc(func(v int) time.Duration { return 0 }),
 		memo.StaleWhileRevalidate(time.Minute), memo.StaleIfError(time.Minute))
@@ -785,7 +785,7 @@ func TestAdversaryFreshDefectRememberedErrorWithoutCacheErrors(t *testing.T) {
 // after the enabled check, as Peek does (memo.go:992).
 func TestAdversaryFreshDefectSetWithDoneContext(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(func(ctx context.Context, id int) (int, error) { return id, nil }, memo.Namespace("af-set-done"), local, memo.Expire(time.Minute))
 	f.Call(context.Background(), 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -814,7 +814,7 @@ func TestAdversaryFreshDefectSetWithDoneContext(t *testing.T) {
 func TestAdversaryFreshDefectRememberedErrorOfAnotherResultType(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	errNF := errors.New("not found")
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	ns := memo.Namespace("af-remembered-fp")
 	fi := memo.New(func(ctx context.Context, id int) (int, error) { return 0, errNF }, ns, local, memo.NegativeCache(time.Minute, errNF))
 	var runs atomic.Int64
@@ -996,7 +996,7 @@ func TestAdversaryFreshHoldsStaleIfError(t *testing.T) {
 			}
 			return 1, nil
 		}
-		local, _ := memo.WithLocalTier(1 << 20)
+		local, _ := memo.OwnLocalTier(1 << 20)
 		f := memo.New(fn, memo.Namespace("af-sie"), local, memo.WithClock(clk), memo.OnError(errs.hook),
 			memo.Expire(time.Minute), memo.StaleIfError(10*time.Minute), memo.CacheErrors(30*time.Second),
 			memo.NegativeCache(time.Minute, errNF))
@@ -1443,7 +1443,7 @@ func TestAdversaryFreshHoldsBackgroundPanicsContained(t *testing.T) {
 			if hook == "panicking" {
 				onError = func(ctx context.Context, err error) { errs.hook(ctx, err); panic("hook kaboom") }
 			}
-			local, _ := memo.WithLocalTier(1 << 20)
+			local, _ := memo.OwnLocalTier(1 << 20)
 			f := memo.New(fn, memo.Namespace("af-bg-panics-"+hook), local, memo.WithClock(clk), memo.OnError(onError),
 				memo.Expire(time.Minute), memo.StaleWhileRevalidate(time.Hour))
 			ctx := context.Background()
@@ -1509,7 +1509,7 @@ func TestAdversaryFreshHoldsSWRWindowEdge(t *testing.T) {
 func TestAdversaryFreshHoldsJitterAndExpireFunc(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx := context.Background()
-	local, _ := memo.WithLocalTier(1 << 22)
+	local, _ := memo.OwnLocalTier(1 << 22)
 	f := memo.New(func(ctx context.Context, id int) (int, error) { return id, nil }, memo.Namespace("af-jitter"), local,
 		memo.Expire(time.Minute), memo.ExpireJitter(0.5))
 	seen := map[time.Duration]bool{}

@@ -176,7 +176,7 @@ func TestAdversaryJoinFlightBornDuringInvalidation(t *testing.T) {
 // 200 ms; with the local tier alone the window is between answer() and
 // fill(), microseconds, but the same race.
 func TestAdversaryEarlyAnswerMutationCached(t *testing.T) {
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(func(ctx context.Context, id int) ([]int, error) { return []int{1, 2, 3}, nil },
 		memo.Namespace("adv-early-own"), local, memo.WithBackend(newSlowStore(0, 200*time.Millisecond)),
 		memo.Timeout(time.Second))
@@ -205,7 +205,7 @@ func TestAdversaryOrphanPanicWithPanickingOnError(t *testing.T) {
 	if os.Getenv("MEMO_ADVERSARY_CHILD") == "orphan" {
 		reported := make(chan struct{})
 		release := make(chan struct{})
-		local, _ := memo.WithLocalTier(1 << 20)
+		local, _ := memo.OwnLocalTier(1 << 20)
 		f := memo.New(func(ctx context.Context, id int) (int, error) {
 			<-release
 			panic("late kaboom")
@@ -376,7 +376,7 @@ func TestAdversaryGuardInvalidationWaitsForWrite(t *testing.T) {
 // catches: with one tier such a flight never writes what it read.
 func TestAdversaryGuardBornDuringInvalidationFillsNothing(t *testing.T) {
 	store := newGateStore()
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	var source atomic.Int64
 	source.Store(1)
 	f := memo.New(func(ctx context.Context, id int) (int64, error) { return source.Load(), nil },

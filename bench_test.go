@@ -31,7 +31,7 @@ func BenchmarkHit(b *testing.B) {
 	ctx := context.Background()
 	for _, codec := range []memo.Codec{memo.JSON, memo.Msgpack} {
 		b.Run(codec.Name(), func(b *testing.B) {
-			local, _ := memo.WithLocalTier(64 << 20)
+			local, _ := memo.OwnLocalTier(64 << 20)
 			f := memo.New(benchUser, local, memo.WithCodec(codec), memo.Expire(time.Hour))
 			f.Call(ctx, 42)
 			b.ReportAllocs()
@@ -73,7 +73,7 @@ func benchScore(ctx context.Context, id int64) (Score, error) {
 func BenchmarkHitFlat(b *testing.B) {
 	ctx := context.Background()
 	b.Run("memo", func(b *testing.B) {
-		local, _ := memo.WithLocalTier(64 << 20)
+		local, _ := memo.OwnLocalTier(64 << 20)
 		f := memo.New(benchScore, local, memo.Expire(time.Hour))
 		f.Call(ctx, 42)
 		b.ReportAllocs()
@@ -101,7 +101,7 @@ func BenchmarkHitFlat(b *testing.B) {
 func BenchmarkMiss(b *testing.B) {
 	ctx := context.Background()
 	b.Run("memo", func(b *testing.B) {
-		local, _ := memo.WithLocalTier(8 << 20)
+		local, _ := memo.OwnLocalTier(8 << 20)
 		f := memo.New(benchUser, local)
 		b.ReportAllocs()
 		var id int64
@@ -130,7 +130,7 @@ func BenchmarkMiss(b *testing.B) {
 func BenchmarkHitScale(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
-		local, _ := memo.WithLocalTier(1 << 40)
+		local, _ := memo.OwnLocalTier(1 << 40)
 		f := memo.New(benchUser, local, memo.Expire(time.Hour))
 		var mu sync.RWMutex
 		m := make(map[int64]BenchUser, n)

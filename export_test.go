@@ -8,12 +8,12 @@ import (
 
 // Hooks for memo's own tests.
 
-// WithLocalTier gives a function a local tier of its own, bounded to
-// maxBytes, instead of the one shared by the process; LocalBytes reads
-// what it counts.
-func WithLocalTier(maxBytes int64) (Option, func() int64) {
-	t := newLocalTier(maxBytes)
-	return Option{"localTier", func(c *config) { c.local = t }}, t.s.Bytes
+// OwnLocalTier gives a function a local tier of its own, bounded to
+// maxBytes, instead of the one shared by the process; the second result
+// reads what it counts.
+func OwnLocalTier(maxBytes int64) (Option, func() int64) {
+	t := NewLocalTier(maxBytes, nil)
+	return WithLocalTier(t), t.Bytes
 }
 
 // FakeClock is a clock a test moves (see internal/clocktest).

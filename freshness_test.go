@@ -81,7 +81,7 @@ func TestForgetVoidsBackgroundRefresh(t *testing.T) {
 		}
 		return v, nil
 	}
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(fn, memo.Namespace("forget-refresh"), local, memo.WithClock(clk),
 		memo.Expire(time.Minute), memo.StaleWhileRevalidate(time.Minute))
 	ctx := context.Background()
@@ -163,7 +163,7 @@ func TestRememberedErrorText(t *testing.T) {
 		}
 		return 0, errors.New("db down")
 	}
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(fn, memo.Namespace("remembered-text"), local, memo.NegativeCache(time.Minute, errNF), memo.CacheErrors(time.Minute))
 	ctx := context.Background()
 	for i := range 2 {

@@ -20,6 +20,13 @@ const DefaultLocalBytes = 64 << 20
 // monotonic (see clock.go).
 type localTier struct {
 	s *store.Store[*item]
+
+	// With an Invalidator (see invalidator.go); zero otherwise.
+	id     string                    // origin of the invalidations it publishes
+	inv    Invalidator               // nil: a single process
+	stop   func()                    // ends the subscription
+	bypass atomic.Bool               // not subscribed: neither read nor filled
+	seqs   [seqBuckets]atomic.Uint64 // invalidations seen, per bucket of keys
 }
 
 // item is one answer in the local tier. It is never modified once stored.
@@ -44,6 +51,9 @@ var defaultLocal = sync.OnceValue(func() *localTier { return newLocalTier(Defaul
 // windows, and the monotonic time of s it was read at (0 when the item
 // never expires: now was not needed).
 func (t *localTier) get(key []byte, s *state) (it *item, now int64, ok bool) {
+	if t.bypass.Load() {
+		return nil, 0, false
+	}
 	it, deadline, ok := t.s.Get(key)
 	if !ok {
 		return nil, 0, false
@@ -65,10 +75,22 @@ func (t *localTier) get(key []byte, s *state) (it *item, now int64, ok bool) {
 func (it *item) stale(now int64) bool { return it.freshMono != 0 && now >= it.freshMono }
 
 // set keeps it under key until the monotonic deadline (0: until evicted);
-// cost is what its decoded copy holds.
-func (t *localTier) set(key string, it *item, cost, deadline, now int64) error {
+// cost is what its decoded copy holds. seq is key's invalidation count
+// when what it holds was read or computed: if an invalidation of key
+// came since, it keeps nothing. It reports whether it kept it.
+func (t *localTier) set(key string, it *item, cost, deadline, now int64, seq uint64) (bool, error) {
+	if t.bypass.Load() || t.seq(key) != seq {
+		return false, nil
+	}
 	cost += store.AllocSize(len(key)) + store.AllocSize(len(it.env)) + itemSize
-	return t.s.Set(key, it, cost, deadline, now)
+	if err := t.s.Set(key, it, cost, deadline, now); err != nil {
+		return false, err
+	}
+	if t.seq(key) != seq { // an invalidation came meanwhile: it may have missed this copy
+		t.s.Delete(key)
+		return false, nil
+	}
+	return true, nil
 }
 
 func (t *localTier) delete(key string) { t.s.Delete(key) }

@@ -296,7 +296,7 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 		// fn is running for key (a refresh, or a Refresh): an entry the
 		// tiers hold (fresh, or stale within the window) answers at once,
 		// rather than waiting for it.
-		if res, ok, _, _ := f.readTiers(ctx, s, key, mode, needVal, budget, 0, nil); ok {
+		if res, ok, _, _ := f.readTiers(ctx, s, key, mode, needVal, budget, 0, 0, nil); ok {
 			res.refresh = false
 			return res, true, nil
 		}
@@ -310,8 +310,9 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode Mode, needVal bool, budget time.Duration, after int64, fl *flight[result[R]]) result[R] {
 	var fallback *result[R]
 	readFailed := false
+	seq := s.localSeq(key) // invalidations of key seen before reading or computing it
 	if mode != Refresh {
-		res, ok, stale, failed := f.readTiers(ctx, s, key, mode, needVal, budget, after, fl)
+		res, ok, stale, failed := f.readTiers(ctx, s, key, mode, needVal, budget, after, seq, fl)
 		if ok {
 			return res
 		}
@@ -320,7 +321,7 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 		// says nothing of the store.
 		fallback, readFailed = stale, failed && budget >= s.timeout
 	}
-	return f.compute(ctx, s, key, a, mode, readFailed, fallback, fl)
+	return f.compute(ctx, s, key, a, mode, readFailed, fallback, seq, fl)
 }
 
 // readTiers reads the local tier, then the remote one, for key. ok says
@@ -331,7 +332,7 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 // fn's error; failed says the remote read itself failed. An answer stored
 // at or before after (a refresh's trigger) counts as stale. fl fences the
 // local copy of a remote entry; nil skips it.
-func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode Mode, needVal bool, budget time.Duration, after int64, fl *flight[result[R]]) (res result[R], ok bool, stale *result[R], failed bool) {
+func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode Mode, needVal bool, budget time.Duration, after int64, seq uint64, fl *flight[result[R]]) (res result[R], ok bool, stale *result[R], failed bool) {
 	var age int64 = -1 // how long ago the stale answer expired
 	if s.local != nil {
 		var buf [MaxKeyLen + 8]byte
@@ -365,7 +366,7 @@ func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode M
 			}
 			if st != absent {
 				if s.local != nil && fl != nil && f.flights.beginWrite(fl) {
-					f.fill(s, key, &r, env.raw, env.meta) // an entry the remote tier held: it fitted there
+					f.fill(s, key, &r, env.raw, env.meta, seq) // an entry the remote tier held: it fitted there
 					f.flights.endWrite(fl)
 				}
 				if st == fresh && env.storedAt > after {
@@ -422,7 +423,7 @@ func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVa
 // the tiers unless an invalidation came (or the remote tier has just
 // failed a read: it would only stall again). fallback, if not nil, is a
 // stale answer StaleIfError serves when fn fails.
-func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mode Mode, skipRemote bool, fallback *result[R], fl *flight[result[R]]) result[R] {
+func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mode Mode, skipRemote bool, fallback *result[R], seq uint64, fl *flight[result[R]]) result[R] {
 	f.flights.computing(fl)
 	res := f.run(ctx, s, key, a)
 	if res.err != nil {
@@ -430,7 +431,7 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mod
 		switch {
 		case sn != nil:
 			// Not found: remembered, and never masked by a stale answer.
-			f.remember(ctx, s, key, kindNegative, s.negTTL, sn.Error(), &res, skipRemote, fl)
+			f.remember(ctx, s, key, kindNegative, s.negTTL, sn.Error(), &res, skipRemote, seq, fl)
 		case mode == revalidate:
 			// A failed refresh (its own timeout included) keeps the stale
 			// entry, and fn is not called again for the key before a
@@ -447,7 +448,7 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mod
 		case s.errTTL > 0 && mode == UseCache:
 			// Remembered; never by a Refresh, which read no entry that a
 			// remembered error could be overwriting.
-			f.remember(ctx, s, key, kindError, s.errTTL, "", &res, skipRemote, fl)
+			f.remember(ctx, s, key, kindError, s.errTTL, "", &res, skipRemote, seq, fl)
 		}
 		return res
 	}
@@ -463,29 +464,29 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mod
 	early := res
 	early.hasVal = false
 	f.flights.answer(fl, early)
-	f.store(ctx, s, key, &res, skipRemote, fl)
+	f.store(ctx, s, key, &res, skipRemote, seq, fl)
 	return res
 }
 
 // remember stores fn's error in res as an entry of kind for ttl.
-func (f *Func[A, R]) remember(ctx context.Context, s *state, key string, kind byte, ttl time.Duration, sentinel string, res *result[R], skipRemote bool, fl *flight[result[R]]) {
+func (f *Func[A, R]) remember(ctx context.Context, s *state, key string, kind byte, ttl time.Duration, sentinel string, res *result[R], skipRemote bool, seq uint64, fl *flight[result[R]]) {
 	now := s.clock.Wall()
 	ttl = min(ttl, maxLifetime)
 	m := meta{storedAt: now, freshUntil: now + int64(ttl), staleUntil: now + int64(ttl), kind: kind}
 	name := s.codec.Name()
 	env, etag := encodeEnvelope(name, f.fp, m, errorPayload(sentinel, res.err.Error()))
 	res.entry = Entry{Payload: env[envHeaderLen(name):], Codec: s.codec, StoredAt: unixTime(now), FreshUntil: unixTime(m.freshUntil), Cached: true, etag: etag, raw: env, meta: m}
-	f.store(ctx, s, key, res, skipRemote, fl)
+	f.store(ctx, s, key, res, skipRemote, seq, fl)
 	res.entry.Payload, res.entry.raw = nil, nil // no answer to serve: callers get fn's error
 }
 
 // store writes res's entry to the tiers, fenced by invalidations, and
 // reports a failed write.
-func (f *Func[A, R]) store(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, fl *flight[result[R]]) {
+func (f *Func[A, R]) store(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, seq uint64, fl *flight[result[R]]) {
 	if !f.flights.beginWrite(fl) {
 		return
 	}
-	werr := f.write(ctx, s, key, res, skipRemote)
+	werr := f.write(ctx, s, key, res, skipRemote, seq)
 	f.flights.endWrite(fl)
 	if werr != nil {
 		// Reported outside the fence: the hook may call Forget or Clear.
@@ -495,7 +496,7 @@ func (f *Func[A, R]) store(ctx context.Context, s *state, key string, res *resul
 
 // write writes res's entry to the tiers (the remote one unless
 // skipRemote), sets Entry.Stored, and returns why a write failed.
-func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *result[R], skipRemote bool) error {
+func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, seq uint64) error {
 	var werr error
 	stored := false
 	if s.remote != nil && !skipRemote {
@@ -509,11 +510,14 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 		stored = werr == nil
 	}
 	if s.local != nil {
-		kept, lerr := f.fill(s, key, res, res.entry.raw, res.entry.meta)
+		kept, lerr := f.fill(s, key, res, res.entry.raw, res.entry.meta, seq)
 		stored = kept || stored
 		if lerr != nil && werr == nil {
 			werr = lerr
 		}
+	}
+	if stored && s.remote != nil {
+		s.publish(ctx, key)
 	}
 	res.entry.Stored = stored
 	return werr
@@ -524,7 +528,7 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 // the local copy is fresh, then stale, for the time that remains of each.
 // It returns whether it kept the entry, and why not when the tier refused
 // it (too large for its bound).
-func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, m meta) (bool, error) {
+func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, m meta, seq uint64) (bool, error) {
 	name := s.codec.Name()
 	it := &item{meta: m, env: raw, hdr: len(raw) - len(res.entry.Payload), codec: name, fp: f.fp, etag: res.entry.etag}
 	var cost int64
@@ -545,11 +549,14 @@ func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, m me
 		deadline = now + left
 		it.freshMono = now + (m.freshUntil - wall)
 	}
-	var buf [MaxKeyLen + 8]byte
-	if err := s.local.set(string(s.appendLocalKey(buf[:0], key)), it, cost, deadline, now); err != nil {
-		return false, err
+	if s.remote != nil {
+		// A copy of the backend's entry: read again after LocalTTL.
+		if d := now + int64(s.localTTL); deadline == 0 || d < deadline {
+			deadline = d
+		}
 	}
-	return true, nil
+	var buf [MaxKeyLen + 8]byte
+	return s.local.set(string(s.appendLocalKey(buf[:0], key)), it, cost, deadline, now, seq)
 }
 
 // run calls fn and encodes its answer into an entry (not yet stored).
@@ -803,6 +810,7 @@ func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
 		return nil
 	}
 	err := s.call(ctx, s.timeout, func(bctx context.Context) error { return s.remote.Delete(bctx, key) })
+	s.publish(ctx, key)
 	if err != nil {
 		return &BackendError{Op: "delete", Key: key, Err: err}
 	}
@@ -832,10 +840,39 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 	if !ok {
 		return ErrClearUnsupported
 	}
-	if err := c.Clear(ctx, s.nsKey); err != nil {
+	err := c.Clear(ctx, s.nsKey)
+	s.publish(ctx, "")
+	if err != nil {
 		return &BackendError{Op: "clear", Key: s.nsKey, Err: err}
 	}
 	return nil
+}
+
+// publish tells the other processes' local tiers that key (a key of this
+// namespace; "": all of them) was written or dropped, when the function's
+// local tier has an Invalidator. A failure is reported: their copies then
+// live at most LocalTTL.
+func (s *state) publish(ctx context.Context, key string) {
+	if s.local == nil || s.local.inv == nil {
+		return
+	}
+	inv := Invalidation{Origin: s.local.id, Namespace: s.nsKey}
+	if key != "" {
+		inv.ID = key[len(s.nsKey)+1:]
+	}
+	if err := s.call(ctx, s.timeout, func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
+		s.report(ctx, "publish", key, err)
+	}
+}
+
+// localSeq returns key's invalidation count in the local tier (0 without
+// one): a fill made later keeps nothing if an invalidation came between.
+func (s *state) localSeq(key string) uint64 {
+	if s.local == nil {
+		return 0
+	}
+	var buf [MaxKeyLen + 8]byte
+	return s.local.seq(string(s.appendLocalKey(buf[:0], key)))
 }
 
 // Namespace returns the function's namespace key: the prefix and the
@@ -1068,6 +1105,7 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 	}
 	defer f.flights.invalidated(key, false)
 	f.backoff.ok(key)
+	seq := s.localSeq(key)
 	res := f.encode(ctx, s, key, v, 0)
 	if res.entry.raw == nil {
 		return &EncodeError{Err: res.entry.encodeErr}
@@ -1075,7 +1113,7 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 	if res.noStore {
 		return f.drop(ctx, s, key)
 	}
-	if err := f.write(ctx, s, key, &res, false); err != nil {
+	if err := f.write(ctx, s, key, &res, false, seq); err != nil {
 		return &BackendError{Op: "set", Key: key, Err: err}
 	}
 	return nil

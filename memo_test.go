@@ -546,7 +546,7 @@ type ctxKey struct{}
 // that leave neither cancel the run nor start another, and the run's answer
 // is stored for the next caller.
 func TestSharedContext(t *testing.T) {
-	local, _ := memo.WithLocalTier(1 << 20) // a tier of its own: -count=N starts cold
+	local, _ := memo.OwnLocalTier(1 << 20) // a tier of its own: -count=N starts cold
 	started := make(chan struct{})
 	release := make(chan struct{})
 	var runs atomic.Int64

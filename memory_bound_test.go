@@ -24,7 +24,7 @@ func TestMemoryBound(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	local, held := memo.WithLocalTier(bound)
+	local, held := memo.OwnLocalTier(bound)
 	f := memo.New(benchUser, local, memo.Expire(time.Hour))
 	const n = 150_000 // about 2.5 times what fits
 	for i := range int64(n) {
@@ -90,7 +90,7 @@ func TestMemoryBoundBigValues(t *testing.T) {
 	}
 	ctx := context.Background()
 	before := live()
-	local, held := memo.WithLocalTier(bound)
+	local, held := memo.OwnLocalTier(bound)
 	f := memo.New(fn, local, memo.Namespace("bound-big"), memo.WithCodec(memo.Msgpack))
 	var missAlloc, valBytes uint64
 	var uncached []int

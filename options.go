@@ -45,6 +45,7 @@ type config struct {
 	errTTL         time.Duration // CacheErrors lifetime; 0: off
 	expireFn       any           // func(R) time.Duration, checked in New
 	jitter         float64       // ExpireJitter fraction
+	localTTL       time.Duration // bounds a local copy of a remote entry
 }
 
 // DefaultTimeout bounds each backend call unless [Timeout] says otherwise.
@@ -239,6 +240,7 @@ func resolve(own []Option) config {
 		timeout: DefaultTimeout,
 
 		refreshTimeout: DefaultRefreshTimeout,
+		localTTL:       DefaultLocalTTL,
 	}
 	if d := defaults.Load(); d != nil {
 		for _, o := range *d {

@@ -104,7 +104,7 @@ func TestPromiseAnswerAtDeadlineDuringWrite(t *testing.T) {
 // does not wait for a write under way, or if a flight started while Forget
 // runs may still write what it read before the delete.
 func TestPromiseInvalidationWins(t *testing.T) {
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	tiers := map[string][]memo.Option{
 		"local":      {local},
 		"slow store": {memo.WithBackend(newSlowStore(0, 5*time.Millisecond))},
@@ -161,7 +161,7 @@ func TestPromiseInvalidationWins(t *testing.T) {
 // caller that leaves deletes the flight or cancels fn.
 func TestPromiseOneRunWhateverCallersDo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		local, _ := memo.WithLocalTier(1 << 20)
+		local, _ := memo.OwnLocalTier(1 << 20)
 		var runs, running, maxRunning atomic.Int64
 		f := memo.New(func(ctx context.Context, id int) (int, error) {
 			runs.Add(1)
@@ -282,7 +282,7 @@ func TestPromiseOneClockRule(t *testing.T) {
 	ctx := context.Background()
 	t.Run("local, step back", func(t *testing.T) {
 		clk := memo.NewFakeClock(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC))
-		local, _ := memo.WithLocalTier(1 << 20)
+		local, _ := memo.OwnLocalTier(1 << 20)
 		var runs atomic.Int64
 		f := memo.New(func(ctx context.Context, id int) (int, error) { runs.Add(1); return id, nil },
 			memo.Namespace("clock-back"), local, memo.WithClock(clk), memo.Expire(time.Minute))
@@ -300,7 +300,7 @@ func TestPromiseOneClockRule(t *testing.T) {
 		}
 	})
 	for name, opt := range map[string]func() memo.Option{
-		"local":  func() memo.Option { o, _ := memo.WithLocalTier(1 << 20); return o },
+		"local":  func() memo.Option { o, _ := memo.OwnLocalTier(1 << 20); return o },
 		"remote": func() memo.Option { return memo.WithBackend(memory.New()) },
 	} {
 		t.Run(name+", step forward", func(t *testing.T) {
@@ -326,7 +326,7 @@ func TestPromiseNothingFatalInBackground(t *testing.T) {
 	t.Run("orphan panic reported", func(t *testing.T) {
 		got := make(chan error, 1)
 		release := make(chan struct{})
-		local, _ := memo.WithLocalTier(1 << 20)
+		local, _ := memo.OwnLocalTier(1 << 20)
 		f := memo.New(func(ctx context.Context, id int) (int, error) {
 			<-release
 			panic("late kaboom")
@@ -381,7 +381,7 @@ func TestErrors(t *testing.T) {
 	if err := noClear.Clear(ctx); !errors.Is(err, memo.ErrClearUnsupported) {
 		t.Errorf("Clear on a backend without Clearer = %v, want ErrClearUnsupported", err)
 	}
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	f := memo.New(func(ctx context.Context, id int) (func(), error) { return func() {}, nil },
 		memo.Namespace("unencodable"), local, memo.OnError(func(context.Context, error) {}))
 	_, err := f.Lookup(ctx, 1, memo.UseCache)
@@ -400,7 +400,7 @@ func (stalledStoreNoClear) Delete(context.Context, string) error                
 // Promise 5 for every mode: a Refresh (an HTTP no-cache request) that comes
 // while fn runs for the key shares that run instead of starting another.
 func TestPromiseRefreshSharesRun(t *testing.T) {
-	local, _ := memo.WithLocalTier(1 << 20)
+	local, _ := memo.OwnLocalTier(1 << 20)
 	started, release := make(chan struct{}), make(chan struct{})
 	var runs, running, maxRunning atomic.Int64
 	f := memo.New(func(ctx context.Context, id int) (int, error) {
@@ -507,7 +507,7 @@ func TestPromiseFunctionsApartOnLocalTier(t *testing.T) {
 // An answer too large for the local tier is reported, as a backend's
 // refusal would be, and still returned.
 func TestLocalTooLargeReported(t *testing.T) {
-	local, _ := memo.WithLocalTier(64 << 10)
+	local, _ := memo.OwnLocalTier(64 << 10)
 	var got []error
 	f := memo.New(func(ctx context.Context, n int) ([]byte, error) { return make([]byte, n), nil },
 		memo.Namespace("local-too-large"), local, memo.OnError(func(_ context.Context, err error) { got = append(got, err) }))

@@ -198,6 +198,20 @@ func (s *Store[V]) Clear(ns string) {
 	}
 }
 
+// ClearAll removes every key.
+func (s *Store[V]) ClearAll() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		before := sh.bytes
+		for _, e := range sh.m {
+			sh.remove(e)
+		}
+		s.bytes.Add(sh.bytes - before)
+		sh.mu.Unlock()
+	}
+}
+
 // Len returns the number of entries held, expired ones not yet reclaimed
 // included.
 func (s *Store[V]) Len() int {

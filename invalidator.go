@@ -1,0 +1,176 @@
+package memo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"hash/maphash"
+	"sync/atomic"
+	"time"
+)
+
+// An Invalidation names answers that a process dropped or overwrote in a
+// shared backend, so that other processes drop their local copies: the
+// entry of one id of a namespace key ([Func.Namespace]), or every entry
+// of the namespace key when ID is "".
+type Invalidation struct {
+	Origin    string // the LocalTier that published it, which ignores its own
+	Namespace string // a namespace key: prefix:namespace
+	ID        string // the id part of a key; "": the whole namespace
+}
+
+// Invalidator carries invalidations between the processes sharing a
+// backend, for the [LocalTier]s in front of it (redisbackend.PubSub is
+// one, on Redis pub/sub). Implementations must be safe for concurrent
+// use.
+type Invalidator interface {
+	// Publish sends inv to every subscriber, the publisher's own included.
+	// memo bounds it by the function's Timeout; an error is reported to
+	// OnError, and the other processes' copies then live at most LocalTTL.
+	Publish(ctx context.Context, inv Invalidation) error
+	// Subscribe delivers every invalidation published from now on to s,
+	// on one goroutine, in the order received, until the returned stop
+	// function is called. It calls s.Lost when delivery may have missed
+	// messages (the connection broke) and s.Renewed once it is sure to
+	// miss none again (subscribed anew); it must call s.Renewed once at
+	// the start, when the first subscription is in place.
+	Subscribe(s Subscriber) (stop func())
+}
+
+// Subscriber receives what an [Invalidator] delivers. A [LocalTier] is one.
+type Subscriber interface {
+	Invalidate(inv Invalidation)
+	Lost()
+	Renewed()
+}
+
+// LocalTier is a bounded tier of decoded answers in the process, placed in
+// front of the backend of every function given it with [WithLocalTier]. A
+// hit on it costs no round trip. With an [Invalidator], every write,
+// Forget, Clear and Set of those functions is published, and a copy that
+// another process invalidated is dropped when the message arrives; the
+// writer's own tier is updated at once (read-your-writes). Until the
+// Invalidator has subscribed, and whenever its subscription is lost, the
+// tier is flushed and bypassed (calls read the backend), so that it never
+// serves a copy that missed an invalidation. Whatever happens, no local
+// copy outlives [LocalTTL]: the backstop against a message that never
+// came. Without an Invalidator (a single process) only LocalTTL bounds
+// what another process's write leaves stale. A LocalTier is safe for
+// concurrent use; functions sharing it keep their entries apart by
+// namespace.
+type LocalTier struct {
+	t *localTier
+}
+
+// NewLocalTier returns a LocalTier bounded to maxBytes (its entries'
+// envelopes, decoded copies and bookkeeping), subscribed to inv when inv
+// is not nil. It panics if maxBytes is not positive. The subscription
+// lives as long as the process; Close ends it.
+func NewLocalTier(maxBytes int64, inv Invalidator) *LocalTier {
+	if maxBytes <= 0 {
+		panic(fmt.Sprintf("memo: NewLocalTier(%d, ...): maxBytes must be positive", maxBytes))
+	}
+	t := newLocalTier(maxBytes)
+	if inv != nil {
+		var id [8]byte
+		rand.Read(id[:])
+		t.id = hex.EncodeToString(id[:])
+		t.inv = inv
+		t.bypass.Store(true) // until the first subscription is in place
+		t.stop = inv.Subscribe(t)
+	}
+	return &LocalTier{t: t}
+}
+
+// Close ends the tier's subscription, if any, and flushes and bypasses it
+// from then on.
+func (l *LocalTier) Close() {
+	if l.t.stop != nil {
+		l.t.stop()
+	}
+	l.t.Lost()
+}
+
+// Bytes returns the bytes the tier counts against its bound.
+func (l *LocalTier) Bytes() int64 { return l.t.s.Bytes() }
+
+// WithLocalTier places t in front of the function's backend (and, without
+// a backend, makes t the function's only tier instead of the one shared
+// by the process). It panics if t is nil.
+func WithLocalTier(t *LocalTier) Option {
+	if t == nil {
+		panic("memo: WithLocalTier(nil)")
+	}
+	return Option{"WithLocalTier", func(c *config) { c.local = t.t }}
+}
+
+// DefaultLocalTTL bounds a local copy of a backend's entry unless
+// [LocalTTL] says otherwise.
+const DefaultLocalTTL = time.Minute
+
+// LocalTTL bounds how long a [LocalTier] keeps a copy of an entry of the
+// function's backend (default [DefaultLocalTTL]): then it reads the
+// backend again, however long the entry stays fresh. It bounds what a lost
+// invalidation can leave stale. It does not apply to a function without a
+// backend. d must be positive.
+func LocalTTL(d time.Duration) Option {
+	mustPositive("LocalTTL", d)
+	return Option{"LocalTTL", func(c *config) { c.localTTL = d }}
+}
+
+// Subscriber methods of the local tier: a copy invalidated elsewhere is
+// dropped, and a lost subscription flushes and bypasses the tier.
+
+// Invalidate drops the copies inv names, unless this tier published it.
+func (t *localTier) Invalidate(inv Invalidation) {
+	if inv.Origin == t.id {
+		return
+	}
+	ns := localName(inv.Namespace)
+	if inv.ID == "" {
+		t.bumpAll()
+		t.s.Clear(ns)
+		return
+	}
+	key := ns + ":" + inv.ID
+	t.bump(key)
+	t.s.Delete(key)
+}
+
+// Lost flushes and bypasses the tier: messages may be missed from now on.
+func (t *localTier) Lost() {
+	t.bypass.Store(true)
+	t.bumpAll()
+	t.s.ClearAll()
+}
+
+// Renewed flushes the tier (messages were missed meanwhile) and uses it
+// again.
+func (t *localTier) Renewed() {
+	t.bumpAll()
+	t.s.ClearAll()
+	t.bypass.Store(false)
+}
+
+// The tier counts invalidations per bucket of keys, so that a copy read
+// from the backend before an invalidation arrived is not kept after it:
+// a fill is made only if its key's count did not move since the read.
+const seqBuckets = 64
+
+var seqSeed = maphash.MakeSeed()
+
+func (t *localTier) seqOf(key string) *atomic.Uint64 {
+	return &t.seqs[maphash.String(seqSeed, key)%seqBuckets]
+}
+
+// seq returns key's invalidation count, to pass to a later fill.
+func (t *localTier) seq(key string) uint64 { return t.seqOf(key).Load() }
+
+func (t *localTier) bump(key string) { t.seqOf(key).Add(1) }
+
+func (t *localTier) bumpAll() {
+	for i := range t.seqs {
+		t.seqs[i].Add(1)
+	}
+}
