@@ -92,6 +92,11 @@ func (l *LocalTier) Close() {
 	l.t.Lost()
 }
 
+// Ready reports whether the tier is in use: always without an
+// Invalidator; with one, while its subscription holds (false before the
+// first subscription is in place and after one is lost, until renewed).
+func (l *LocalTier) Ready() bool { return !l.t.bypass.Load() }
+
 // Bytes returns the bytes the tier counts against its bound.
 func (l *LocalTier) Bytes() int64 { return l.t.s.Bytes() }
 
