@@ -6,6 +6,15 @@
 //	if err := dynamobackend.CreateTable(ctx, client, "memo"); err != nil { ... }
 //	b := dynamobackend.New(client, "memo")
 //
+// # Clients
+//
+// [New] takes an [API]: the five data-plane calls the backend makes, with
+// the signatures of [*dynamodb.Client], which satisfies it. Anything else
+// with those methods fits too: a DynamoDB Accelerator (DAX) client, a
+// client wrapped for metrics, tracing or fault injection, or a fake in a
+// test. [CreateTable] takes a [TableAPI] (the control-plane calls), which
+// DAX does not serve: create the table with a *dynamodb.Client.
+//
 // # Table layout
 //
 // Every memo namespace is one partition: a key "<ns>:<id>" is split at its
@@ -31,9 +40,10 @@
 //
 // Get uses strongly consistent reads by default, so that a Get sees every
 // Set, Delete and Clear that returned before it. [ConsistentRead](false)
-// halves the read cost at the price of reads that may lag writes by about a
-// second (a cleared or deleted entry may then still be returned briefly;
-// memo still checks its freshness from the envelope).
+// halves the read cost at the price of reads that may lag writes (about a
+// second on DynamoDB; up to DAX's item cache TTL for writes that bypass
+// the DAX cluster): see [ConsistentRead] for exactly what a lagging read
+// can and cannot return.
 //
 // # Limits
 //
@@ -44,11 +54,14 @@
 //
 // # Contexts, errors and concurrency
 //
-// A [Backend] is safe for concurrent use. Every method passes ctx to the SDK,
-// which abandons a request when ctx ends; the error then wraps ctx.Err(), so
+// A [Backend] is safe for concurrent use (as its [API] must be). Every
+// method passes ctx to the client; a *dynamodb.Client abandons a request
+// when ctx ends, and the error then wraps ctx.Err(), so
 // errors.Is(err, context.Canceled) holds after a cancellation. The SDK's
 // retryer (configured on the client) retries throttling and transient
-// errors before a method returns one.
+// errors before a method returns one. Another [API] gives these
+// guarantees only if it honours ctx and retries likewise; every error it
+// returns is passed on, wrapped.
 package dynamobackend
 
 import (
@@ -56,6 +69,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,10 +102,41 @@ const (
 	batchAttempts    = 8  // tries for the unprocessed part of one batch
 )
 
+// API is the set of DynamoDB calls that a [Backend] makes, with the
+// signatures of the AWS SDK for Go v2: GetItem (Get), PutItem (Set),
+// DeleteItem (Delete), Query and BatchWriteItem (Clear). [*dynamodb.Client]
+// implements it, and so can a DAX client or a wrapper that instruments,
+// limits or fakes calls. The backend passes no optFns and keeps no input
+// after a call returns. An implementation must be safe for concurrent use,
+// and must not keep or share the outputs it returns: Get hands the bytes
+// of the value attribute to its caller as the caller's own.
+type API interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+}
+
+// TableAPI is the set of DynamoDB calls that [CreateTable] makes, with the
+// signatures of the AWS SDK for Go v2. [*dynamodb.Client] implements it.
+// These are control-plane calls, which DAX does not serve.
+type TableAPI interface {
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+}
+
+var (
+	_ API      = (*dynamodb.Client)(nil)
+	_ TableAPI = (*dynamodb.Client)(nil)
+)
+
 // Backend is a [memo.Backend] and [memo.Clearer] on one DynamoDB table. It is
 // safe for concurrent use by multiple goroutines. Create it with [New].
 type Backend struct {
-	client     *dynamodb.Client
+	client     API
 	table      string
 	consistent bool
 
@@ -112,24 +157,54 @@ type Option struct {
 	apply func(*Backend)
 }
 
-// ConsistentRead chooses strongly consistent reads for Get (true, the
-// default) or eventually consistent ones (false: half the read capacity,
-// but a Get may miss a recent Set or still see a recent Delete or Clear).
-// Clear always queries with consistent reads.
+// ConsistentRead chooses how Get reads: strongly consistent GetItem (true,
+// the default) or eventually consistent (false). Clear always queries with
+// consistent reads, whatever this option says.
+//
+// What false buys: an eventually consistent read costs half the read
+// capacity of a strong one (half a read unit per 4 KB of item) and may be
+// answered by any replica of the item; through DAX it is what the item
+// cache serves at all, since DAX passes strongly consistent reads through
+// to DynamoDB and caches nothing for them.
+//
+// What it costs: a Get may see the item as it was shortly before. DynamoDB
+// makes all copies agree usually within a second; through DAX, a write
+// made through the same DAX cluster reaches its nodes usually within a
+// second, and a write that bypassed it (straight to DynamoDB, or through
+// another DAX cluster) only when the cached copy or cached miss expires
+// (the cluster's item TTL, 5 minutes by default). Within that lag:
+//
+//   - A Get right after a Set may miss. memo then runs fn again and writes
+//     its answer again: read-your-writes across calls and processes is
+//     lost for the lag, at the cost of an extra computation and write.
+//   - A Get right after a Set that replaced an item may return the
+//     previous value, and one right after a Delete or Clear may return the
+//     deleted item: an answer that memo's Forget, Clear or Set has just
+//     replaced may still be served during the lag, in this process too,
+//     within the freshness it was stored with.
+//
+// A Get never returns a value that was not stored under its key, a mix of
+// two writes, or an item past its expiry ([AttrExpiryMillis] is checked on
+// every read, and memo checks freshness too). Use it where a briefly stale
+// answer after an invalidation is acceptable; keep the default where
+// Forget must take effect at once.
 func ConsistentRead(on bool) Option {
 	return Option{func(b *Backend) { b.consistent = on }}
 }
 
 // New returns a backend that stores in table through client, configured
-// by opts. The table must exist with the layout described in the package
+// by opts. client is usually a [*dynamodb.Client]; any [API] fits, such
+// as a DAX client (then see [ConsistentRead]) or an instrumented wrapper.
+// The table must exist with the layout described in the package
 // documentation (see [CreateTable]); New makes no request and does not
 // check it. The caller keeps ownership of client, whose retryer and HTTP
 // timeouts apply to every call. New panics with a "dynamobackend: ..."
-// message on a nil client, a table name that DynamoDB would refuse (3 to
-// 255 characters of a-z, A-Z, 0-9, '_', '-' and '.'), or a zero Option.
-func New(client *dynamodb.Client, table string, opts ...Option) *Backend {
-	if client == nil {
-		panic("dynamobackend: New(nil, ...): a *dynamodb.Client is required")
+// message on a nil client (nil, or a nil pointer in the interface), a
+// table name that DynamoDB would refuse (3 to 255 characters of a-z, A-Z,
+// 0-9, '_', '-' and '.'), or a zero Option.
+func New(client API, table string, opts ...Option) *Backend {
+	if client == nil || isNilPointer(client) {
+		panic("dynamobackend: New(nil, ...): a client is required (a *dynamodb.Client or another API)")
 	}
 	if err := checkTableName(table); err != nil {
 		panic(fmt.Sprintf("dynamobackend: New: table name %q: %v", table, err))
@@ -142,6 +217,13 @@ func New(client *dynamodb.Client, table string, opts ...Option) *Backend {
 		o.apply(b)
 	}
 	return b
+}
+
+// isNilPointer reports whether v holds a nil pointer, such as a nil
+// *dynamodb.Client, whose first call would panic.
+func isNilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // checkTableName reports why DynamoDB would refuse name as a table name.
@@ -412,8 +494,9 @@ func (b *Backend) writeBatch(ctx context.Context, reqs []types.WriteRequest) err
 // dynalite) is tolerated: Get ignores expired items anyway, they are just
 // never deleted. TTL enabled on another attribute is an error, as are all
 // other errors. CreateTable does not check the key schema of an existing
-// table. ctx bounds the whole call, including the wait.
-func CreateTable(ctx context.Context, client *dynamodb.Client, table string) error {
+// table. ctx bounds the whole call, including the wait. client is usually
+// a [*dynamodb.Client]; a DAX client does not serve these calls.
+func CreateTable(ctx context.Context, client TableAPI, table string) error {
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: &table,
 		AttributeDefinitions: []types.AttributeDefinition{
@@ -439,7 +522,7 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, table string) err
 	return nil
 }
 
-func waitActive(ctx context.Context, client *dynamodb.Client, table string) error {
+func waitActive(ctx context.Context, client TableAPI, table string) error {
 	delay := 100 * time.Millisecond
 	for {
 		out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &table})
@@ -466,7 +549,7 @@ func waitActive(ctx context.Context, client *dynamodb.Client, table string) erro
 }
 
 // enableTTL turns on Time to Live on AttrExpiry unless it is on already.
-func enableTTL(ctx context.Context, client *dynamodb.Client, table string) error {
+func enableTTL(ctx context.Context, client TableAPI, table string) error {
 	// ttlOn reports whether TTL is (being) enabled on AttrExpiry, and fails
 	// if it is on another attribute.
 	ttlOn := func() (bool, error) {

@@ -71,33 +71,6 @@ func TestConformance(t *testing.T) {
 	}, backendtest.Options{TooLarge: 500 << 10, MaxValue: 300 << 10, ExpirySlack: time.Second})
 }
 
-// TestConsistentReadOption: Get asks for consistent reads by default and
-// not with ConsistentRead(false). (dynalite is always consistent, so only
-// the request is checked.)
-func TestConsistentReadOption(t *testing.T) {
-	var last atomic.Value
-	ic := &interceptor{target: "GetItem", next: http.DefaultTransport}
-	ic.fn = func(_ *http.Request, body []byte) (*http.Response, error) {
-		last.Store(string(body))
-		return nil, nil
-	}
-	client := newClient(t, func(o *dynamodb.Options) { o.HTTPClient = ic })
-	table := newTable(t, client)
-	k := testenv.NS(t, "consistent") + ":k"
-	for _, c := range []struct {
-		b    *dynamobackend.Backend
-		want string
-	}{
-		{dynamobackend.New(client, table), `"ConsistentRead":true`},
-		{dynamobackend.New(client, table, dynamobackend.ConsistentRead(false)), `"ConsistentRead":false`},
-	} {
-		testenv.WantGet(t, c.b, k, "")
-		if body, _ := last.Load().(string); !strings.Contains(body, c.want) {
-			t.Errorf("GetItem request %s, want %s", body, c.want)
-		}
-	}
-}
-
 // TestCreateTableTTL: CreateTable tolerates a server without the TTL API
 // (dynalite, in newTable) but reports other failures, and leaves TTL
 // alone when it is already on.

@@ -21,7 +21,11 @@ func TestInvalidOptions(t *testing.T) {
 		want string
 	}{
 		{"nil client", func() { dynamobackend.New(nil, "memo") },
-			"dynamobackend: New(nil, ...): a *dynamodb.Client is required"},
+			"dynamobackend: New(nil, ...): a client is required (a *dynamodb.Client or another API)"},
+		{"nil *dynamodb.Client", func() { dynamobackend.New((*dynamodb.Client)(nil), "memo") },
+			"dynamobackend: New(nil, ...): a client is required (a *dynamodb.Client or another API)"},
+		{"nil wrapper", func() { dynamobackend.New((*instrumented)(nil), "memo") },
+			"dynamobackend: New(nil, ...): a client is required (a *dynamodb.Client or another API)"},
 		{"empty table", func() { dynamobackend.New(client, "") },
 			`dynamobackend: New: table name "": 0 characters, want 3 to 255`},
 		{"short table", func() { dynamobackend.New(client, "ab") },
@@ -45,10 +49,13 @@ func TestInvalidOptions(t *testing.T) {
 	}
 }
 
-// TestValidOptions: the limits of table names are accepted.
+// TestValidOptions: the limits of table names are accepted, and so is an
+// API that is not a *dynamodb.Client.
 func TestValidOptions(t *testing.T) {
 	client := dynamodb.NewFromConfig(aws.Config{Region: "us-east-1"})
 	dynamobackend.New(client, "abc")
 	dynamobackend.New(client, strings.Repeat("t", 255), dynamobackend.ConsistentRead(false))
 	dynamobackend.New(client, "Memo_test-1.a")
+	dynamobackend.New(emptyTable{}, "memo")
+	dynamobackend.New(&instrumented{next: client}, "memo", dynamobackend.ConsistentRead(false))
 }
