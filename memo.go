@@ -46,12 +46,13 @@ type state struct {
 // result is what one flight yields: an answer computed by fn, or an entry
 // read from a tier.
 type result[R any] struct {
-	val     R     // fn's answer, or the decoded entry when hasVal
-	hasVal  bool  // val holds the answer (otherwise decode entry.Payload)
-	err     error // fn's error, or a remembered one
-	entry   Entry // raw is nil when fn failed or its answer could not be encoded
-	noStore bool  // ExpireFunc said not to store the answer
-	refresh bool  // a stale answer served while revalidating: start a refresh
+	val     R      // fn's answer, or the decoded entry when hasVal
+	hasVal  bool   // val holds the answer (otherwise decode entry.Payload)
+	err     error  // fn's error, or a remembered one
+	entry   Entry  // raw is nil when fn failed or its answer could not be encoded
+	noStore bool   // ExpireFunc said not to store the answer
+	refresh bool   // a stale answer served while revalidating: start a refresh
+	token   string // the lease fencing the write; "" once used
 }
 
 // Wrap returns fn behind a cache: the same as New(fn, opts...).Call. It
@@ -321,7 +322,15 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 		// says nothing of the store.
 		fallback, readFailed = stale, failed && budget >= s.timeout
 	}
-	return f.compute(ctx, s, key, a, mode, readFailed, fallback, seq, fl)
+	var token string
+	if l := s.leaser(); l != nil && !readFailed {
+		tok, r, ok := f.leaseFor(ctx, s, l, key, needVal, after, seq, fl)
+		if ok {
+			return r
+		}
+		token = tok
+	}
+	return f.compute(ctx, s, key, a, mode, readFailed, fallback, seq, token, fl)
 }
 
 // readTiers reads the local tier, then the remote one, for key. ok says
@@ -423,9 +432,18 @@ func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVa
 // the tiers unless an invalidation came (or the remote tier has just
 // failed a read: it would only stall again). fallback, if not nil, is a
 // stale answer StaleIfError serves when fn fails.
-func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mode Mode, skipRemote bool, fallback *result[R], seq uint64, fl *flight[result[R]]) result[R] {
+func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mode Mode, skipRemote bool, fallback *result[R], seq uint64, token string, fl *flight[result[R]]) result[R] {
 	f.flights.computing(fl)
 	res := f.run(ctx, s, key, a)
+	res.token = token
+	if token != "" {
+		// A lease not used by a write ends here.
+		defer func() {
+			if res.token != "" {
+				s.release(ctx, key, token)
+			}
+		}()
+	}
 	if res.err != nil {
 		sn := s.sentinel(res.err)
 		switch {
@@ -504,10 +522,25 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 		if m := res.entry.meta; m.staleUntil != 0 {
 			ttl = time.Duration(m.staleUntil - m.storedAt)
 		}
-		werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
-			return s.remote.Set(bctx, key, res.entry.raw, ttl)
-		})
-		stored = werr == nil
+		if token := res.token; token != "" {
+			res.token = ""
+			werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
+				var err error
+				stored, err = s.leaser().SetFenced(bctx, key, res.entry.raw, ttl, token)
+				return err
+			})
+			if !stored {
+				// The lease was voided (an invalidation in some process)
+				// or lost: the answer is not kept here either.
+				res.entry.Stored = false
+				return werr
+			}
+		} else {
+			werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
+				return s.remote.Set(bctx, key, res.entry.raw, ttl)
+			})
+			stored = werr == nil
+		}
 	}
 	if s.local != nil {
 		kept, lerr := f.fill(s, key, res, res.entry.raw, res.entry.meta, seq)
@@ -1112,6 +1145,12 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 	}
 	if res.noStore {
 		return f.drop(ctx, s, key)
+	}
+	if l := s.leaser(); l != nil {
+		// A lease taken before Set must not fence a write after it.
+		if err := s.call(ctx, s.timeout, func(bctx context.Context) error { return l.Void(bctx, key) }); err != nil {
+			return &BackendError{Op: "lease", Key: key, Err: err}
+		}
 	}
 	if err := f.write(ctx, s, key, &res, false, seq); err != nil {
 		return &BackendError{Op: "set", Key: key, Err: err}

@@ -46,6 +46,8 @@ type config struct {
 	expireFn       any           // func(R) time.Duration, checked in New
 	jitter         float64       // ExpireJitter fraction
 	localTTL       time.Duration // bounds a local copy of a remote entry
+	lease          time.Duration // Lease ttl; 0: off
+	leaseWait      time.Duration // LeaseWait; 0: the lease ttl
 }
 
 // DefaultTimeout bounds each backend call unless [Timeout] says otherwise.

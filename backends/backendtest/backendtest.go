@@ -112,6 +112,9 @@ func Run(t *testing.T, f Factory, o Options) {
 	}
 	t.Run("Memo", func(t *testing.T) { RunMemo(t, f, o) })
 	t.Run("Freshness", func(t *testing.T) { RunFreshness(t, f, o) })
+	if _, ok := f(t).(memo.Leaser); ok {
+		t.Run("Lease", func(t *testing.T) { RunLeaser(t, f, o) })
+	}
 }
 
 func (o Options) withDefaults() Options {

@@ -315,7 +315,9 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisbackend: delete: %w", err)
 	}
-	if err := b.process(ctx, redis.NewIntCmd(ctx, "unlink", key)); err != nil {
+	// The key and its lease (memo.Lease), in one slot: deleting a key
+	// voids a lease on it.
+	if err := b.process(ctx, redis.NewIntCmd(ctx, "unlink", key, b.leaseKey(key))); err != nil {
 		return wrap(ctx, "delete", err)
 	}
 	return nil
