@@ -71,6 +71,7 @@ type envelope struct {
 	etag    [16]byte
 	payload []byte
 	raw     []byte // the whole envelope, when it was read from a backend
+	readAt  int64  // the wall clock when it was read, when it was checked
 }
 
 // encodeEnvelope builds the stored bytes for payload.

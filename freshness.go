@@ -188,14 +188,19 @@ func (f *Func[A, R]) lifetime(s *state, v *R) time.Duration {
 // early reports whether a hit on an entry fresh until the monotonic time
 // freshMono, read at now and computed in compute nanoseconds, starts an
 // early refresh (XFetch): with probability exp(-t / (beta * compute)),
-// t being the time left.
+// t being the time left. It is small enough to inline: the common case,
+// far from expiry, costs a multiplication and no random draw.
 func early(beta float64, now, freshMono, compute int64) bool {
+	return float64(freshMono-now) <= 40*beta*float64(compute) && earlyDraw(beta, now, freshMono, compute)
+}
+
+func earlyDraw(beta float64, now, freshMono, compute int64) bool {
 	t := freshMono - now
 	if compute <= 0 || t <= 0 {
 		return false
 	}
 	x := float64(t) / (beta * float64(compute))
-	if x > 40 { // exp(-40) < 1e-17: the common case, without a random draw
+	if x > 40 { // exp(-40) < 1e-17
 		return false
 	}
 	return rand.Float64() < math.Exp(-x)

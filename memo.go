@@ -379,11 +379,11 @@ func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode M
 					f.flights.endWrite(fl)
 				}
 				if st == fresh && env.storedAt > after {
-					r.refresh = r.err == nil && s.beta > 0 && env.freshUntil != 0 && early(s.beta, s.clock.Wall(), env.freshUntil, env.compute)
+					r.refresh = r.err == nil && s.beta > 0 && env.freshUntil != 0 && early(s.beta, env.readAt, env.freshUntil, env.compute)
 					return r, true, nil, failed
 				}
 				r.entry.Stale = true
-				stale, age = &r, s.clock.Wall()-env.freshUntil
+				stale, age = &r, env.readAt-env.freshUntil
 			}
 		}
 	}
@@ -686,6 +686,7 @@ func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time
 		return env, fresh, nil
 	}
 	now := s.clock.Wall()
+	env.readAt = now
 	switch {
 	case now < env.freshUntil:
 		return env, fresh, nil
