@@ -362,8 +362,11 @@ func (s *state) remembered(kind byte, payload []byte) error {
 }
 
 // maskable reports whether StaleIfError or CacheErrors may stand in for
-// err: not a context error (the caller's or the refresh's time ran out,
-// which says nothing of the origin).
+// err: not a context error. fn runs without its callers' cancellation, so
+// such an error comes from a deadline fn set itself (or RefreshTimeout);
+// the contract keeps them unmasked and unremembered all the same:
+// return an error of your own from fn to have a timeout of the origin
+// masked or remembered.
 func maskable(err error) bool {
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

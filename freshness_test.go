@@ -189,3 +189,82 @@ func TestRememberedErrorText(t *testing.T) {
 }
 
 var osReadFile = os.ReadFile
+
+// A caller within StaleIfError's window that joins a failing refresh or a
+// failing Refresh gets the stale answer; the Refresh's own caller, who
+// asked for fn's answer, gets fn's error.
+func TestStaleIfErrorForCallersJoiningAFailure(t *testing.T) {
+	errDown := errors.New("origin down")
+	t.Run("joins a background refresh", func(t *testing.T) {
+		clk := memo.NewFakeClock(time.Now())
+		var n atomic.Int64
+		gate, started := make(chan struct{}), make(chan struct{})
+		fn := func(ctx context.Context, id int) (int64, error) {
+			if n.Add(1) == 1 {
+				return 1, nil
+			}
+			close(started)
+			<-gate
+			return 0, errDown
+		}
+		local, _ := memo.OwnLocalTier(1 << 20)
+		f := memo.New(fn, memo.Namespace("sie-join-refresh"), local, memo.WithClock(clk), memo.OnError(func(context.Context, error) {}),
+			memo.Expire(time.Minute), memo.StaleWhileRevalidate(time.Minute), memo.StaleIfError(time.Hour))
+		ctx := context.Background()
+		f.Call(ctx, 1)
+		clk.Advance(time.Minute + 59*time.Second)
+		if v, err := f.Call(ctx, 1); v != 1 || err != nil {
+			t.Fatalf("stale Call = %d, %v; want 1 at once", v, err)
+		}
+		<-started
+		clk.Advance(2 * time.Second) // past the SWR window, within SIE's
+		got := make(chan error, 1)
+		go func() {
+			v, err := f.Call(ctx, 1)
+			if v != 1 || err != nil {
+				err = fmt.Errorf("Call = %d, %v; want the stale 1", v, err)
+			}
+			got <- err
+		}()
+		close(gate)
+		if err := <-got; err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("joins a Refresh", func(t *testing.T) {
+		clk := memo.NewFakeClock(time.Now())
+		var n atomic.Int64
+		gate, started := make(chan struct{}), make(chan struct{})
+		fn := func(ctx context.Context, id int) (int64, error) {
+			if n.Add(1) == 1 {
+				return 1, nil
+			}
+			close(started)
+			<-gate
+			return 0, errDown
+		}
+		f := memo.New(fn, memo.Namespace("sie-join-nocache"), memo.WithBackend(memory.New()), memo.WithClock(clk),
+			memo.OnError(func(context.Context, error) {}), memo.Expire(time.Minute), memo.StaleIfError(time.Hour))
+		ctx := context.Background()
+		f.Call(ctx, 1)
+		clk.Advance(time.Minute + time.Second)
+		refreshed := make(chan error, 1)
+		go func() { _, err := f.Lookup(ctx, 1, memo.Refresh); refreshed <- err }()
+		<-started
+		got := make(chan error, 1)
+		go func() {
+			v, err := f.Call(ctx, 1)
+			if v != 1 || err != nil {
+				err = fmt.Errorf("Call = %d, %v; want the stale 1", v, err)
+			}
+			got <- err
+		}()
+		close(gate)
+		if err := <-refreshed; !errors.Is(err, errDown) {
+			t.Errorf("Lookup(Refresh) error = %v, want fn's own", err)
+		}
+		if err := <-got; err != nil {
+			t.Error(err)
+		}
+	})
+}

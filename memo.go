@@ -3,6 +3,7 @@ package memo
 import (
 	"context"
 	"fmt"
+	"math"
 	"reflect"
 	"runtime/debug"
 	"sync/atomic"
@@ -53,6 +54,10 @@ type result[R any] struct {
 	noStore bool   // ExpireFunc said not to store the answer
 	refresh bool   // a stale answer served while revalidating: start a refresh
 	token   string // the lease fencing the write; "" once used
+
+	// fallback is what a caller not in Refresh mode gets in place of
+	// err: StaleIfError's answer when a Refresh run failed.
+	fallback *result[R]
 }
 
 // Wrap returns fn behind a cache: the same as New(fn, opts...).Call. It
@@ -223,6 +228,9 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	if res.refresh {
 		f.refresh(ctx, s, key, a, res.entry.meta.storedAt)
 	}
+	if res.fallback != nil {
+		res, first = *res.fallback, false
+	}
 	if res.err != nil || res.hasVal && first {
 		return res.val, res.err
 	}
@@ -293,7 +301,7 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 	if d, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(d)/3)
 	}
-	if mode == UseCache && (s.swr > 0 || s.beta > 0) && f.flights.running(key) {
+	if mode == UseCache && (s.swr > 0 || s.beta > 0 || s.sie > 0) && f.flights.running(key) {
 		// fn is running for key (a refresh, or a Refresh): an entry the
 		// tiers hold (fresh, or stale within the window) answers at once,
 		// rather than waiting for it.
@@ -321,6 +329,11 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 		// write too: skip it. A read cut short by the caller's deadline
 		// says nothing of the store.
 		fallback, readFailed = stale, failed && budget >= s.timeout
+	} else if s.sie > 0 {
+		// A Refresh answers from fn, but StaleIfError may stand in for
+		// its failure: read an entry to fall back on (any entry counts as
+		// stale here).
+		_, _, fallback, _ = f.readTiers(ctx, s, key, revalidate, needVal, budget, math.MaxInt64, seq, fl)
 	}
 	var token string
 	if l := s.leaser(); l != nil && !readFailed {
@@ -453,15 +466,25 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mod
 		case mode == revalidate:
 			// A failed refresh (its own timeout included) keeps the stale
 			// entry, and fn is not called again for the key before a
-			// backoff.
+			// backoff. A caller that joined it within StaleIfError's
+			// window gets the stale answer.
 			s.fault(ctx, res.err)
 			f.failed(s, key, fl)
+			if fallback != nil && s.clock.Wall()-fallback.entry.meta.freshUntil < int64(s.sie) {
+				return *fallback
+			}
 		case !maskable(res.err):
 		case fallback != nil && s.clock.Wall()-fallback.entry.meta.freshUntil < int64(s.sie):
 			// StaleIfError serves the stale answer, still within its
-			// window now that fn has failed.
+			// window now that fn has failed; a Refresh's own caller
+			// asked for fn's answer, and gets its error, while callers
+			// that joined it get the stale answer.
 			s.fault(ctx, res.err)
 			f.failed(s, key, fl)
+			if mode == Refresh {
+				res.fallback = fallback
+				return res
+			}
 			return *fallback
 		case s.errTTL > 0 && mode == UseCache:
 			// Remembered; never by a Refresh, which read no entry that a
@@ -1035,6 +1058,9 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 	}
 	if res.refresh {
 		f.refresh(ctx, s, key, a, res.entry.meta.storedAt)
+	}
+	if res.fallback != nil && mode != Refresh {
+		res = *res.fallback
 	}
 	if res.err != nil {
 		if res.entry.Hit { // a remembered error: its entry says how fresh it is
