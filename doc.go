@@ -23,9 +23,12 @@
 // # Stored format
 //
 // Entries are versioned envelopes that carry the codec, a fingerprint of R's
-// type, the times stored and fresh-until, an ETag and the payload. An entry
-// written for another R (after a deploy that changed it), by another codec,
-// in another format version, or corrupt, is a miss and gets overwritten.
+// type, the times stored, fresh-until and stale-until, how long fn took,
+// the kind of entry (an answer, a remembered not-found or error), an ETag
+// and the payload. memo writes version 2 and reads versions 1 and 2. An
+// entry written for another R (after a deploy that changed it), by another
+// codec, in an unknown format version, or corrupt, is a miss and gets
+// overwritten. See docs/keys-and-codecs.md and docs/freshness.md.
 //
 // # Tiers
 //
