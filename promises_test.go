@@ -229,20 +229,21 @@ func (s *stalledStore) Set(ctx context.Context, _ string, _ []byte, _ time.Durat
 func (s *stalledStore) Delete(ctx context.Context, _ string) error { <-ctx.Done(); return ctx.Err() }
 
 // Promise 6: a cache fault costs latency, never an answer, even under the
-// caller's deadline: 20 ms deadline, stalled store, 5 ms fn: fn's answer.
-// It fails if the read may take the whole Timeout (100 ms) regardless of
-// the caller's deadline.
+// caller's deadline: 200 ms deadline, stalled store, Timeout 1 s, 50 ms fn:
+// fn's answer. It fails if the read may take the whole Timeout regardless
+// of the caller's deadline. (The margins leave room for a loaded machine
+// under -race: the read's share is 67 ms, fn 50 ms, of 200 ms.)
 func TestPromiseFaultUnderDeadline(t *testing.T) {
 	f := memo.New(func(ctx context.Context, id int) (int, error) {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 		return id, nil
-	}, memo.Namespace("fault-deadline"), memo.WithBackend(&stalledStore{}), memo.OnError(func(context.Context, error) {}))
-	for i := range 50 {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	}, memo.Namespace("fault-deadline"), memo.WithBackend(&stalledStore{}), memo.Timeout(time.Second), memo.OnError(func(context.Context, error) {}))
+	for i := range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		got, err := f.Call(ctx, i)
 		cancel()
 		if got != i || err != nil {
-			t.Fatalf("Call(%d) with a 20 ms deadline on a stalled store = %d, %v; want %d, nil", i, got, err, i)
+			t.Fatalf("Call(%d) with a 200 ms deadline on a stalled store = %d, %v; want %d, nil", i, got, err, i)
 		}
 	}
 }
