@@ -80,8 +80,10 @@ func (e *EncodeError) Unwrap() error { return e.Err }
 // [Func.Call]: the cache fails open.
 type BackendError struct {
 	// Op is what failed: "get", "set", "delete" or "clear" (a backend
-	// call), "publish" (an invalidation the LocalTier's Invalidator could
-	// not send; Key is "" for a whole namespace), "decode" (an entry read
+	// call), "lease" (taking or ending a lease, or voiding one before
+	// Set; see Lease), "publish" (an invalidation the LocalTier's
+	// Invalidator could not send; Key is "" for a whole namespace),
+	// "decode" (an entry read
 	// that cannot be used), "encode" (an answer the codec cannot encode)
 	// or "key" (an argument that cannot be keyed).
 	Op  string
