@@ -64,48 +64,75 @@ func (p *PubSub) Publish(ctx context.Context, inv memo.Invalidation) error {
 // Subscribe delivers the channel's invalidations to s on a goroutine of
 // its own until stop is called (stop waits for it to end). s.Renewed is
 // called when the subscription is in place, s.Lost when its connection
-// fails (go-redis then reconnects and subscribes again).
+// fails or stays silent past a PING (then it subscribes again).
 func (p *PubSub) Subscribe(s memo.Subscriber) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var ps *redis.PubSub
-	if p.sharded {
-		ps = p.client.SSubscribe(ctx, p.channel)
-	} else {
-		ps = p.client.Subscribe(ctx, p.channel)
-	}
+	sub := &subscription{ps: p.subscribe(ctx)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.receive(ctx, ps, s)
+		p.receive(ctx, sub, s)
 	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			cancel()
-			ps.Close()
+			sub.close()
 			<-done
 		})
 	}
 }
 
+func (p *PubSub) subscribe(ctx context.Context) *redis.PubSub {
+	if p.sharded {
+		return p.client.SSubscribe(ctx, p.channel)
+	}
+	return p.client.Subscribe(ctx, p.channel)
+}
+
+// subscription is the current *redis.PubSub, replaced when silent.
+type subscription struct {
+	mu sync.Mutex
+	ps *redis.PubSub
+}
+
+func (s *subscription) get() *redis.PubSub { s.mu.Lock(); defer s.mu.Unlock(); return s.ps }
+func (s *subscription) close()             { s.get().Close() }
+
 // receive is the subscription's loop. A panic of the subscriber is
 // recovered: it must not take the process down.
-func (p *PubSub) receive(ctx context.Context, ps *redis.PubSub, s memo.Subscriber) {
+func (p *PubSub) receive(ctx context.Context, sub *subscription, s memo.Subscriber) {
 	lost := true // until the first subscription is confirmed
+	pinged := false
 	for ctx.Err() == nil {
+		ps := sub.get()
 		msg, err := ps.ReceiveTimeout(ctx, p.probe)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && ps.Ping(ctx) == nil {
+			timeout := errors.As(err, &ne) && ne.Timeout()
+			if timeout && !pinged && ps.Ping(ctx) == nil {
+				pinged = true
 				continue // silent, and the PING went out: its PONG comes next
 			}
 			if !lost {
 				lost = true
 				safeCall(s.Lost)
 			}
+			if timeout && pinged {
+				// No PONG within a probe period: the connection is silent
+				// (a dead peer, a half-open connection). go-redis would
+				// keep it: subscribe anew on a new connection.
+				ps.Close()
+				sub.mu.Lock()
+				if ctx.Err() == nil {
+					sub.ps = p.subscribe(ctx)
+				}
+				sub.mu.Unlock()
+			}
+			pinged = false
 			select { // go-redis reconnects on the next receive
 			case <-ctx.Done():
 				return
@@ -113,6 +140,7 @@ func (p *PubSub) receive(ctx context.Context, ps *redis.PubSub, s memo.Subscribe
 			}
 			continue
 		}
+		pinged = false // anything received, a PONG included: the connection lives
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && lost {
