@@ -8,7 +8,7 @@
 //
 // # Clients
 //
-// [New] takes an [API]: the five data-plane calls the backend makes, with
+// [New] takes an [API]: the six data-plane calls the backend makes, with
 // the signatures of [*dynamodb.Client], which satisfies it. Anything else
 // with those methods fits too: a DynamoDB Accelerator (DAX) client, a
 // client wrapped for metrics, tracing or fault injection, or a fake in a
@@ -25,9 +25,10 @@
 // others, and keys without ':'). An item also holds [AttrValue] (B; absent
 // for an empty value) and, when it has a ttl, [AttrExpiry] (N, Unix
 // seconds, rounded up) for DynamoDB's Time to Live and [AttrExpiryMillis]
-// (N, Unix milliseconds, rounded up). [CreateTable] creates such a table
-// (on-demand billing) with TTL on [AttrExpiry]; a table made by other means
-// needs the same key schema.
+// (N, Unix milliseconds, rounded up). An item may also hold a lease
+// ([AttrLease], [AttrLeaseMillis]; see [Backend.Acquire]). [CreateTable]
+// creates such a table (on-demand billing) with TTL on [AttrExpiry]; a
+// table made by other means needs the same key schema.
 //
 // # Expiry
 //
@@ -44,6 +45,17 @@
 // second on DynamoDB; up to DAX's item cache TTL for writes that bypass
 // the DAX cluster): see [ConsistentRead] for exactly what a lagging read
 // can and cannot return.
+//
+// # Leases
+//
+// Backend implements [memo.Leaser] (for [memo.Lease]) with conditional
+// writes on the key's own item, checked against its latest state whatever
+// [ConsistentRead] says: taking a lease is one UpdateItem on a key without
+// a live value (two on one with a value, or when the lease is held), the
+// fenced write one PutItem that checks the lease and writes in one atomic
+// step, so that a Forget, Clear or Set in any process voids an answer
+// computed before it. Delete and Clear, which delete the item, void its
+// lease. An item holding only a lease is a miss. See [Backend.Acquire].
 //
 // # Limits
 //
@@ -103,19 +115,22 @@ const (
 )
 
 // API is the set of DynamoDB calls that a [Backend] makes, with the
-// signatures of the AWS SDK for Go v2: GetItem (Get), PutItem (Set),
-// DeleteItem (Delete), Query and BatchWriteItem (Clear). [*dynamodb.Client]
-// implements it, and so can a DAX client or a wrapper that instruments,
-// limits or fakes calls. The backend passes no optFns and keeps no input
-// after a call returns. An implementation must be safe for concurrent use,
-// and must not keep or share the outputs it returns: Get hands the bytes
-// of the value attribute to its caller as the caller's own.
+// signatures of the AWS SDK for Go v2: GetItem (Get), PutItem (Set and
+// SetFenced), DeleteItem (Delete), Query and BatchWriteItem (Clear), and
+// UpdateItem (the leases of [memo.Lease]: Acquire, Release, Void).
+// [*dynamodb.Client] implements it, and so can a DAX client or a wrapper
+// that instruments, limits or fakes calls. The backend passes no optFns
+// and keeps no input after a call returns. An implementation must be safe
+// for concurrent use, and must not keep or share the outputs it returns:
+// Get hands the bytes of the value attribute to its caller as the
+// caller's own.
 type API interface {
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 }
 
 // TableAPI is the set of DynamoDB calls that [CreateTable] makes, with the
@@ -293,11 +308,12 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // Set stores value under key for ttl (0: no expiry) with one PutItem,
-// replacing any previous item. An item over 400 KB is refused without a
-// request, with an error wrapping [memo.ErrTooLarge] (as is the server's
-// own refusal), and any previous item under key is left as it was. Other
-// errors: ctx ended (wrapping ctx.Err()), a negative ttl, an invalid key,
-// any SDK error. Set does not retain value.
+// replacing any previous item (and so ending any lease on it). An item
+// over 400 KB is refused without a request, with an error wrapping
+// [memo.ErrTooLarge] (as is the server's own refusal), and any previous
+// item under key is left as it was. Other errors: ctx ended (wrapping
+// ctx.Err()), a negative ttl, an invalid key, any SDK error. Set does not
+// retain value.
 func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dynamobackend: set %q: %w", key, err)
@@ -305,9 +321,25 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	if ttl < 0 {
 		return fmt.Errorf("dynamobackend: set %q: negative ttl %v", key, ttl)
 	}
+	item, err := b.item(key, value, ttl)
+	if err != nil {
+		return err
+	}
+	// The SDK serializes value before PutItem returns and keeps no
+	// reference to it.
+	_, err = b.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: &b.table, Item: item})
+	if err != nil {
+		return wrapErr(ctx, "set", key, err)
+	}
+	return nil
+}
+
+// item returns the item that stores value under key for ttl, or an error
+// for an invalid key or an item over the size limit.
+func (b *Backend) item(key string, value []byte, ttl time.Duration) (map[string]types.AttributeValue, error) {
 	ns, id, err := splitKey(key)
 	if err != nil {
-		return fmt.Errorf("dynamobackend: set %q: %w", key, err)
+		return nil, fmt.Errorf("dynamobackend: set %q: %w", key, err)
 	}
 	item := itemKey(ns, id)
 	size := len(AttrNamespace) + len(ns) + len(AttrID) + len(id)
@@ -325,16 +357,10 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 		size += len(AttrExpiry) + len(s) + 1 + len(AttrExpiryMillis) + len(m) + 1
 	}
 	if size > b.maxItem {
-		return fmt.Errorf("dynamobackend: set %q: %d-byte value makes a %d-byte item, over DynamoDB's %d: %w",
+		return nil, fmt.Errorf("dynamobackend: set %q: %d-byte value makes a %d-byte item, over DynamoDB's %d: %w",
 			key, len(value), size, b.maxItem, memo.ErrTooLarge)
 	}
-	// The SDK serializes value before PutItem returns and keeps no
-	// reference to it.
-	_, err = b.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: &b.table, Item: item})
-	if err != nil {
-		return wrapErr(ctx, "set", key, err)
-	}
-	return nil
+	return item, nil
 }
 
 // Delete removes key with one DeleteItem; a missing key is not an error.

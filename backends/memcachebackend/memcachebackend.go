@@ -109,6 +109,19 @@
 // cancellation of ctx before its deadline is noticed only when the request
 // ends, within twice the client's Timeout.
 //
+// # Leases
+//
+// Backend implements [memo.Leaser] (for [memo.Lease]) with "add" and
+// compare-and-swap: a key's lease is an item of its own beside the value,
+// under the same generation, so a Clear voids it as it does the value. A
+// fenced write is not one atomic step as on Redis, but it is conditional
+// on the value's key, and Delete leaves a short-lived tombstone where it
+// found a lease, so that a Forget or a Set in any process still wins over
+// an answer computed before it; [Backend.SetFenced] lists exactly the
+// cases where Memcached gives less (a Void with no write after it, a
+// writer stalled for seconds, a lease that ends while its holder writes, a
+// Clear elsewhere within the generation refresh interval).
+//
 // # Several servers
 //
 // Keys are spread over the client's servers by its [memcache.ServerSelector]
@@ -186,6 +199,8 @@ type Backend struct {
 	mu      sync.RWMutex
 	gens    map[string]*nsGen // cached generations, by namespace
 	sweepAt int               // len(gens) at which the next insert sweeps
+
+	fence fenceTest // test hooks of SetFenced; zero in production
 }
 
 var (
@@ -330,9 +345,10 @@ func handoff[T any](ctx context.Context, done <-chan struct{}, fn func() (T, err
 	}
 }
 
-// Get returns the value stored under key, or a miss when there is none, when
-// it has expired, or when it was written before the last [Backend.Clear] of
-// its namespace that this Backend has seen (see the package documentation).
+// Get returns the value stored under key, or a miss when there is none (or
+// only a Delete's tombstone), when it has expired, or when it was written
+// before the last [Backend.Clear] of its namespace that this Backend has
+// seen (see the package documentation).
 // With the namespace's generation cached it costs one "get"; otherwise the
 // counter is read first. The returned slice is the caller's. Get returns
 // when ctx ends, whatever the server does (see the package documentation).
@@ -366,6 +382,9 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, bool, error) {
 			return nil, false, nil
 		}
 		return nil, false, fmt.Errorf("memcachebackend: get %q: %w", key, err)
+	}
+	if it.Flags == tombstoneFlags {
+		return nil, false, nil // a Delete's tombstone (see lease.go)
 	}
 	if it.Value == nil {
 		return []byte{}, true, nil
@@ -427,15 +446,19 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	return nil
 }
 
-// Delete removes key; a missing key is not an error. Unlike Get and Set, it
-// always reads the namespace's counter first (two round trips), so that it
-// removes the current entry even when another process has cleared the
-// namespace within the refresh interval; when this Backend's cached
-// generation was behind, it also removes the entry under that one (a third
-// round trip). Errors: ctx ended (wrapping ctx.Err()), a key without ':'
-// or with spaces or control characters, network failures and the client's
-// timeouts. Delete returns when ctx ends, whatever the server does; a
-// delete abandoned then may still take effect.
+// Delete removes key and ends its lease ([Backend.Acquire]); a missing key
+// is not an error. Unlike Get and Set, it always reads the namespace's
+// counter first, so that it removes the current entry even when another
+// process has cleared the namespace within the refresh interval; then it
+// deletes the key's lease and, when there was one, replaces the value with
+// a short-lived tombstone that Get reads as a miss (so that the lease
+// holder's fenced write cannot land after it; see [Backend.SetFenced]), or
+// else deletes the value: three round trips. When this Backend's cached
+// generation was behind, it does the same under that one (two more).
+// Errors: ctx ended (wrapping ctx.Err()), a key without ':' or with spaces
+// or control characters, network failures and the client's timeouts.
+// Delete returns when ctx ends, whatever the server does; a delete
+// abandoned then may still take effect.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcachebackend: delete %q: %w", key, err)
@@ -462,11 +485,7 @@ func (b *Backend) delete(ns, id string) error {
 		if s == nil {
 			continue
 		}
-		pk, err := s.key(id)
-		if err != nil {
-			return err
-		}
-		if err := b.client.Delete(pk); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+		if err := b.deleteIn(s, id); err != nil {
 			return err
 		}
 	}
@@ -572,15 +591,19 @@ func newGenState(ns string, gen uint64, read time.Time) *genState {
 // is one-to-one (the namespace ends at the last ':', the generation at the
 // first '.' after it), so distinct (namespace, generation, id) never share
 // a key, up to SHA-256 collisions.
-func (s *genState) key(id string) (string, error) {
-	if len(s.prefix)+len(id) <= maxKeyLen {
-		return s.prefix + id, nil // gomemcache checks the characters
+func (s *genState) key(id string) (string, error) { return storedKey(s.prefix, id) }
+
+// storedKey returns prefix + id, or, when that is longer than Memcached
+// allows, "memo.h." and the base64url SHA-256 of it.
+func storedKey(prefix, id string) (string, error) {
+	if len(prefix)+len(id) <= maxKeyLen {
+		return prefix + id, nil // gomemcache checks the characters
 	}
-	if !legalChars(s.prefix) || !legalChars(id) {
+	if !legalChars(prefix) || !legalChars(id) {
 		return "", errors.New("key holds spaces or control characters")
 	}
 	h := sha256.New()
-	h.Write([]byte(s.prefix))
+	h.Write([]byte(prefix))
 	h.Write([]byte(id))
 	var sum [sha256.Size]byte
 	return hashPrefix + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])), nil

@@ -723,10 +723,12 @@ func TestRendezvousEndToEndAddServer(t *testing.T) {
 }
 
 // TestRendezvousConformance runs the backend conformance suite on a
-// client whose Rendezvous spreads keys over two fake servers.
+// client whose Rendezvous spreads keys over two fake servers. The
+// backends share one pool, as processes do (the lease tests need it).
 func TestRendezvousConformance(t *testing.T) {
+	pool := startRVPool(t, 2)
 	backendtest.Run(t, func(t *testing.T) memo.Backend {
-		return memcachebackend.New(startRVPool(t, 2).client(t))
+		return memcachebackend.New(pool.client(t))
 	}, opts)
 }
 
