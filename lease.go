@@ -76,6 +76,7 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 	}
 	deadline := time.Now().Add(wait)
 	pause := 2 * time.Millisecond
+	waited := false
 	for {
 		var got bool
 		err := s.call(ctx, s.timeout, func(bctx context.Context) error {
@@ -88,8 +89,18 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 			return "", res, false // fail open: compute unfenced
 		}
 		if got {
+			if waited {
+				// The holder this call waited for may have written and
+				// ended its lease between the last read and this
+				// Acquire: read once more before running fn again.
+				if r, hit, _, _ := f.readTiers(ctx, s, key, revalidate, needVal, s.timeout, after, seq, fl); hit {
+					s.release(ctx, key, token)
+					return "", r, true
+				}
+			}
 			return token, res, false
 		}
+		waited = true
 		if !time.Now().Before(deadline) {
 			return "", res, false // waited long enough: compute anyway
 		}
