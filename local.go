@@ -80,6 +80,10 @@ func (it *item) stale(now int64) bool { return it.freshMono != 0 && now >= it.fr
 // came since, it keeps nothing. It reports whether it kept it.
 func (t *localTier) set(key string, it *item, cost, deadline, now int64, seq uint64) (bool, error) {
 	if t.bypass.Load() || t.seq(key) != seq {
+		// An invalidation came since what it holds was read or computed
+		// (of this key, or of another in its bucket): keep no copy, not
+		// even an older one.
+		t.s.Delete(key)
 		return false, nil
 	}
 	cost += store.AllocSize(len(key)) + store.AllocSize(len(it.env)) + itemSize
