@@ -268,3 +268,56 @@ func TestStaleIfErrorForCallersJoiningAFailure(t *testing.T) {
 		}
 	})
 }
+
+// busInvalidator is an in-process Invalidator: Publish delivers to the
+// subscriber at once.
+type busInvalidator struct{ sub memo.Subscriber }
+
+func (b *busInvalidator) Publish(ctx context.Context, inv memo.Invalidation) error {
+	b.sub.Invalidate(inv)
+	return nil
+}
+
+func (b *busInvalidator) Subscribe(s memo.Subscriber) func() {
+	b.sub = s
+	s.Renewed()
+	return func() {}
+}
+
+// interleavedStore delivers another namespace's invalidation while a Set
+// is under way, as a message from another process may arrive.
+type interleavedStore struct {
+	*memory.Backend
+	bus *busInvalidator
+}
+
+func (s *interleavedStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	err := s.Backend.Set(ctx, key, v, ttl)
+	s.bus.sub.Invalidate(memo.Invalidation{Origin: "elsewhere", Namespace: "memo:other-namespace"})
+	return err
+}
+
+// After Set returns nil, the writer never serves the older value from its
+// local tier, even when an unrelated invalidation arrives meanwhile and
+// its fill of the new value is refused.
+func TestSetThenLocalTierNeverOlder(t *testing.T) {
+	bus := &busInvalidator{}
+	tier := memo.NewLocalTier(1<<20, bus)
+	store := &interleavedStore{Backend: memory.New(), bus: bus}
+	var n atomic.Int64
+	f := memo.New(func(ctx context.Context, id int) (int64, error) { return n.Add(1), nil },
+		memo.Namespace("set-then-tier"), memo.WithBackend(store), memo.WithLocalTier(tier), memo.Expire(time.Hour))
+	ctx := context.Background()
+	if v, _ := f.Call(ctx, 1); v != 1 {
+		t.Fatalf("Call(1) = %d, want 1", v)
+	}
+	if v, _ := f.Call(ctx, 1); v != 1 {
+		t.Fatalf("Call(1) again = %d, want 1 (cached)", v)
+	}
+	if err := f.Set(ctx, 1, 42); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Call(ctx, 1); v != 42 {
+		t.Errorf("Call(1) after Set(1, 42) = %d, want 42", v)
+	}
+}
