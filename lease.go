@@ -69,7 +69,7 @@ func (s *state) leaser() Leaser {
 // process's answer. It returns the token to fence the write with ("" to
 // write unfenced: no lease, a backend fault, or LeaseWait passed), or the
 // answer that appeared meanwhile (ok true).
-func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key string, needVal bool, after int64, seq uint64, fl *flight[result[R]]) (token string, res result[R], ok bool) {
+func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key string, needVal bool, after int64, missing bool, seq uint64, fl *flight[result[R]]) (token string, res result[R], ok bool) {
 	wait := s.leaseWait
 	if wait <= 0 {
 		wait = s.lease
@@ -77,13 +77,30 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 	deadline := time.Now().Add(wait)
 	pause := 2 * time.Millisecond
 	waited := false
+	la, _ := l.(absentLeaser)
 	for {
-		var got bool
+		var got, exists bool
 		err := s.call(ctx, s.timeout, func(bctx context.Context) error {
 			var err error
-			token, got, err = l.Acquire(bctx, key, s.lease)
+			if missing && la != nil {
+				// The read found no entry: take the lease only if none
+				// has been stored since, in the same step.
+				token, got, exists, err = la.AcquireIfAbsent(bctx, key, s.lease)
+			} else {
+				token, got, err = l.Acquire(bctx, key, s.lease)
+			}
 			return err
 		})
+		if err == nil && exists {
+			// An entry was stored since the read (or one this function
+			// cannot use is there): read it; if it does not answer, take
+			// the lease whatever the key holds.
+			missing = false
+			if r, hit, _, _ := f.readTiers(ctx, s, key, revalidate, needVal, s.timeout, after, seq, fl); hit {
+				return "", r, true
+			}
+			continue
+		}
 		if err != nil {
 			s.report(ctx, "lease", key, err)
 			return "", res, false // fail open: compute unfenced
@@ -119,6 +136,14 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 			return "", r, true
 		}
 	}
+}
+
+// absentLeaser is a Leaser that can take a lease only while the key holds
+// no entry, in one step: a process whose read missed does not then take
+// the lease a holder has just ended by storing the answer, and run fn
+// again. redisbackend implements it.
+type absentLeaser interface {
+	AcquireIfAbsent(ctx context.Context, key string, ttl time.Duration) (token string, ok, exists bool, err error)
 }
 
 // release ends a lease that no write used, reporting a failure (the lease

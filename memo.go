@@ -337,7 +337,12 @@ func (f *Func[A, R]) miss(ctx context.Context, s *state, key string, a A, mode M
 	}
 	var token string
 	if l := s.leaser(); l != nil && !readFailed {
-		tok, r, ok := f.leaseFor(ctx, s, l, key, needVal, after, seq, fl)
+		if mode == Refresh && after == 0 {
+			// A Refresh waiting for another process's lease takes only
+			// an answer stored from now on.
+			after = s.clock.Wall() - 1
+		}
+		tok, r, ok := f.leaseFor(ctx, s, l, key, needVal, after, fallback == nil && !readFailed, seq, fl)
 		if ok {
 			return r
 		}
@@ -447,16 +452,18 @@ func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVa
 // stale answer StaleIfError serves when fn fails.
 func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mode Mode, skipRemote bool, fallback *result[R], seq uint64, token string, fl *flight[result[R]]) result[R] {
 	f.flights.computing(fl)
-	res := f.run(ctx, s, key, a)
-	res.token = token
+	res := result[R]{token: token}
 	if token != "" {
-		// A lease not used by a write ends here.
+		// A lease not used by a write ends here, fn's panic included.
 		defer func() {
 			if res.token != "" {
 				s.release(ctx, key, token)
 			}
 		}()
 	}
+	r := f.run(ctx, s, key, a)
+	r.token = token
+	res = r
 	if res.err != nil {
 		sn := s.sentinel(res.err)
 		switch {
@@ -837,9 +844,10 @@ func (f *Func[A, R]) Key(a A) string {
 // for a already under way keeps its callers but writes nothing, and a
 // write already under way is waited for before the delete. Calls that
 // overlap Forget may get the old answer. Two exceptions, both on a remote
-// backend: other processes sharing it are not fenced (a computation under
-// way there may still write), and a write that memo gave up on at
-// [Timeout] may still reach the store after the delete. The error, if any, is a *[BackendError]: the remote delete
+// backend: other processes sharing it are fenced only with [Lease] (a
+// computation under way there may still write otherwise), and a write
+// that memo gave up on at [Timeout] may still reach the store after the
+// delete. The error, if any, is a *[BackendError]: the remote delete
 // failed or ran out of [Timeout], and the entry may remain there.
 func (f *Func[A, R]) Forget(ctx context.Context, a A) error {
 	s := f.load()

@@ -65,6 +65,34 @@ func (b *Backend) Acquire(ctx context.Context, key string, ttl time.Duration) (s
 	return token, true, nil
 }
 
+var acquireIfAbsent = redis.NewScript(`
+if redis.call('exists', KEYS[1]) == 1 then return -1 end
+if redis.call('set', KEYS[2], ARGV[1], 'nx', 'px', ARGV[2]) then return 1 end
+return 0`)
+
+// AcquireIfAbsent takes the lease on key for ttl only while key holds no
+// value and no one holds the lease, in one script call; exists reports
+// that key holds a value (memo then reads it rather than computing).
+func (b *Backend) AcquireIfAbsent(ctx context.Context, key string, ttl time.Duration) (token string, ok, exists bool, err error) {
+	if ttl <= 0 {
+		return "", false, false, fmt.Errorf("redisbackend: lease: ttl %v must be positive", ttl)
+	}
+	var t [16]byte
+	rand.Read(t[:])
+	token = hex.EncodeToString(t[:])
+	n, err := acquireIfAbsent.Run(ctx, b.client, []string{key, b.leaseKey(key)}, token, ms(ttl)).Int()
+	if err != nil {
+		return "", false, false, wrap(ctx, "lease", err)
+	}
+	switch n {
+	case 1:
+		return token, true, false, nil
+	case -1:
+		return "", false, true, nil
+	}
+	return "", false, false, nil
+}
+
 var setFenced = redis.NewScript(`
 if redis.call('get', KEYS[2]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then

@@ -973,6 +973,17 @@ func (h *leaseHook) Acquire(ctx context.Context, key string, ttl time.Duration) 
 	return tok, ok, err
 }
 
+func (h *leaseHook) AcquireIfAbsent(ctx context.Context, key string, ttl time.Duration) (string, bool, bool, error) {
+	tok, ok, exists, err := h.Backend.AcquireIfAbsent(ctx, key, ttl)
+	if err == nil && !ok && !exists {
+		h.refused.Store(true)
+	}
+	if ok {
+		h.acquired.Add(1)
+	}
+	return tok, ok, exists, err
+}
+
 func (h *leaseHook) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	v, ok, err := h.Backend.Get(ctx, key)
 	if h.afterGet != nil && (h.anyGet || h.refused.Load()) && h.hookedGetDone.CompareAndSwap(false, true) {
