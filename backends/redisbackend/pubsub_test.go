@@ -117,9 +117,10 @@ func TestLocalTierCoherent(t *testing.T) {
 			slices.Sort(lat)
 			p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
 			t.Logf("FIGURES %s: write elsewhere -> reflected locally: p50 %v p99 %v max %v (200 trials)", kind, p50, p99, lat[len(lat)-1])
-			if p99 > 10*time.Millisecond {
-				t.Errorf("p99 staleness after a write elsewhere = %v, want at most 10ms", p99)
-			}
+			// Not asserted here (a timing, in one process, under -race):
+			// internal/reliability's TestLocalTierAcrossProcesses asserts
+			// the 10 ms p99 across real processes, measured from
+			// the write's return.
 			// Clear elsewhere drops the whole namespace here.
 			b.f.Call(ctx, 1000)
 			next := src.Add(1)

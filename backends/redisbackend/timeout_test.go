@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,9 +27,13 @@ func docClient(addr string) *redis.Client {
 	})
 }
 
+// docClusterClient gives each client a copy of addrs: go-redis keeps
+// ClusterOptions.Addrs and appends to it as it learns nodes, so two
+// clients given one slice race on its array (seen under -race in a
+// failover with two clients).
 func docClusterClient(addrs ...string) *redis.ClusterClient {
 	return redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:                 addrs,
+		Addrs:                 slices.Clone(addrs),
 		ContextTimeoutEnabled: true,
 	})
 }
