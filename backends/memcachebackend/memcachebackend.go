@@ -125,13 +125,18 @@
 // # Several servers
 //
 // Keys are spread over the client's servers by its [memcache.ServerSelector]
-// (by default a hash over [memcache.ServerList]). A value and its
-// namespace's counter may live on different servers. Losing a server loses
-// the values it held (misses, recomputed and stored on the remaining
-// servers) and the counters it held: those namespaces start over at a
-// random generation, which makes all their values misses, never resurrects
-// cleared ones. Note that [memcache.ServerList] rehashes every key when the
-// list changes, so removing a server from the list moves most keys.
+// (by default a hash over [memcache.ServerList], which rehashes every key
+// when the list changes: removing or adding a server moves most keys, and
+// the cold cache that follows is a stampede). [NewRendezvousClient] builds
+// a client over [Rendezvous], a consistent-hash selector: adding one of N
+// servers moves about 1/(N+1) of the keys, all to it. A value, its lease
+// and its namespace's counter may live on different servers, and counters
+// move with the keys when the list changes. A server that dies while still
+// listed keeps receiving its keys: calls for them miss (fail-open) until it
+// is taken out of the list or comes back; once it is out, its keys are
+// recomputed and stored on the remaining servers. A namespace whose counter
+// was lost starts over at a random generation, which makes all its values
+// misses and never resurrects cleared ones. See docs/scaling.md.
 package memcachebackend
 
 import (
