@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // PanicError is what a caller of a memoized function panics with when fn
@@ -66,19 +67,17 @@ func (g *group[T]) do(ctx context.Context, key string, fresh bool, w work[T], or
 	return g.shard(key).do(ctx, key, fresh, w, orphan)
 }
 
-// start starts a background flight for key running w on ctx, unless a
-// flight for key is under way or an invalidation of key is; it reports
-// whether it did.
-func (g *group[T]) start(ctx context.Context, key string, w work[T], orphan func(context.Context, *PanicError)) bool {
-	return g.shard(key).start(ctx, key, w, orphan)
+// start starts a background flight for key running w, unless a flight
+// for key is under way or an invalidation of key is; it reports whether it
+// did. w runs on a context that keeps ctx's values but not its
+// cancellation, with a deadline timeout away, made only if it starts.
+func (g *group[T]) start(ctx context.Context, key string, timeout time.Duration, w work[T], orphan func(context.Context, *PanicError)) bool {
+	return g.shard(key).start(ctx, key, timeout, w, orphan)
 }
-
-// busy reports whether a flight for key is under way.
-func (g *group[T]) busy(key string) bool { return g.shard(key).flightOf(key, false) }
 
 // running reports whether a flight for key is under way that runs fn or
 // refreshes in the background.
-func (g *group[T]) running(key string) bool { return g.shard(key).flightOf(key, true) }
+func (g *group[T]) running(key string) bool { return g.shard(key).flightOf(key) }
 
 // voided reports whether an invalidation covers f.
 func (g *group[T]) voided(f *flight[T]) bool {
@@ -234,7 +233,7 @@ func (g *gshard[T]) take(f *flight[T]) (T, bool, error) {
 	return f.val, f.taken.Add(1) == 1, nil
 }
 
-func (g *gshard[T]) start(ctx context.Context, key string, w work[T], orphan func(context.Context, *PanicError)) bool {
+func (g *gshard[T]) start(ctx context.Context, key string, timeout time.Duration, w work[T], orphan func(context.Context, *PanicError)) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m[key] != nil || g.clears > 0 || g.forgets[key] > 0 {
@@ -245,15 +244,19 @@ func (g *gshard[T]) start(ctx context.Context, key string, w work[T], orphan fun
 	}
 	f := &flight[T]{bg: true, g: g}
 	g.m[key] = f
-	go g.run(ctx, key, f, w, orphan)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	go g.run(rctx, key, f, func(ctx context.Context, fl *flight[T]) T {
+		defer cancel()
+		return w(ctx, fl)
+	}, orphan)
 	return true
 }
 
-func (g *gshard[T]) flightOf(key string, running bool) bool {
+func (g *gshard[T]) flightOf(key string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	f := g.m[key]
-	return f != nil && (!running || f.bg || f.fresh)
+	return f != nil && (f.bg || f.fresh)
 }
 
 // run runs w for f and ends the flight. orphan is nil when the caller runs

@@ -212,14 +212,12 @@ func earlyDraw(beta float64, now, freshMono, compute int64) bool {
 // but not its cancellation, and is bounded by RefreshTimeout; it runs fn
 // unless the tiers hold an answer stored after storedAt.
 func (f *Func[A, R]) refresh(ctx context.Context, s *state, key string, a A, storedAt int64) {
-	if f.backoff.holds(key, s.clock.Mono()) || f.flights.busy(key) {
+	if f.backoff.holds(key, s.clock.Mono()) {
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout)
-	if !f.flights.start(rctx, key, func(ctx context.Context, fl *flight[result[R]]) result[R] {
+	f.flights.start(ctx, key, s.refreshTimeout, func(ctx context.Context, fl *flight[result[R]]) result[R] {
 		normal := false
 		defer func() {
-			cancel()
 			if !normal { // fn panicked: reported as an orphan; back off too
 				f.failed(s, key, fl)
 			}
@@ -227,9 +225,7 @@ func (f *Func[A, R]) refresh(ctx context.Context, s *state, key string, a A, sto
 		res := f.miss(ctx, s, key, a, revalidate, false, s.timeout, storedAt, fl)
 		normal = true
 		return res
-	}, s.orphan) {
-		cancel()
-	}
+	}, s.orphan)
 }
 
 // failed notes a failure of key's origin, unless an invalidation voided

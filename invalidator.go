@@ -172,6 +172,11 @@ func (t *localTier) seqOf(key string) *atomic.Uint64 {
 // seq returns key's invalidation count, to pass to a later fill.
 func (t *localTier) seq(key string) uint64 { return t.seqOf(key).Load() }
 
+// seqBytes is seq for a key held in bytes (the same bucket).
+func (t *localTier) seqBytes(key []byte) uint64 {
+	return t.seqs[maphash.Bytes(seqSeed, key)%seqBuckets].Load()
+}
+
 func (t *localTier) bump(key string) { t.seqOf(key).Add(1) }
 
 func (t *localTier) bumpAll() {

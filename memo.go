@@ -937,7 +937,7 @@ func (s *state) localSeq(key string) uint64 {
 		return 0
 	}
 	var buf [MaxKeyLen + 8]byte
-	return s.local.seq(string(s.appendLocalKey(buf[:0], key)))
+	return s.local.seqBytes(s.appendLocalKey(buf[:0], key))
 }
 
 // Namespace returns the function's namespace key: the prefix and the

@@ -155,3 +155,16 @@ func TestBackoffBounded(t *testing.T) {
 		t.Errorf("ok did not forget the key")
 	}
 }
+
+// A key's invalidation count is the same read from bytes or a string, so
+// that a fill checks the bucket its read counted.
+func TestLocalSeqBytesMatchesString(t *testing.T) {
+	lt := newLocalTier(1 << 20)
+	for i := range 200 {
+		key := "\x01a:" + string(rune('a'+i%26)) + string(rune('0'+i%10))
+		lt.bump(key)
+		if got, want := lt.seqBytes([]byte(key)), lt.seq(key); got != want {
+			t.Fatalf("seqBytes(%q) = %d, want seq = %d", key, got, want)
+		}
+	}
+}
