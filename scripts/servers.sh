@@ -28,11 +28,16 @@ CLUSTER_REPLICA_PORTS=($((17003 + OFFSET)) $((17004 + OFFSET)) $((17005 + OFFSET
 CLUSTER_PORTS=("${CLUSTER_MASTER_PORTS[@]}" "${CLUSTER_REPLICA_PORTS[@]}")
 MEMCACHED_PORT=$((21211 + OFFSET))
 DYNALITE_PORT=$((18000 + OFFSET))
+# nginx: a shared HTTP cache (proxy_cache, proxy_cache_revalidate) in front
+# of an upstream that each test starts on a port of its own (see
+# write_nginx_conf).
+NGINX_PORT=$((18080 + OFFSET))
 # What each server's /proc/PID/cmdline contains: a pidfile whose process
 # lacks it is stale (the pid was recycled) and is never signalled.
 REDIS_MARK=redis-server
 MEMCACHED_MARK=memcached
 DYNALITE_MARK=dynalite/cli.js
+NGINX_MARK="nginx: master process"
 DYNALITE_VERSION=4.0.0
 TIMEOUT=${SERVERS_TIMEOUT:-30}
 
@@ -90,6 +95,16 @@ memcached_ping() {
 	IFS= read -r -t 2 line <&3 || { exec 3>&-; return 1; }
 	exec 3>&-
 	[[ $line == VERSION* ]]
+}
+
+# nginx_ping PORT: nginx answers GET /ping with 204.
+nginx_ping() {
+	local line
+	exec 3<>"/dev/tcp/$HOST/$1" || return 1
+	printf 'GET /ping HTTP/1.0\r\nHost: %s\r\n\r\n' "$HOST" >&3
+	IFS= read -r -t 2 line <&3 || { exec 3>&-; return 1; }
+	exec 3>&-
+	[[ $line == "HTTP/1."?" 204"* ]]
 }
 
 cluster_ok() {
@@ -163,6 +178,7 @@ ensure_packages() {
 	command -v redis-server >/dev/null || missing+=(redis-server)
 	command -v redis-cli >/dev/null || missing+=(redis-tools)
 	command -v memcached >/dev/null || missing+=(memcached)
+	command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 		missing+=(nodejs npm)
 	fi
@@ -336,6 +352,82 @@ start_dynalite() {
 	log "dynalite listening on $HOST:$DYNALITE_PORT (pid $pid)"
 }
 
+NGINX_DIR="$STATE/nginx"
+
+# write_nginx_conf: nginx as the shared cache the httpadapter tests put in
+# front of memo. A request for /up/PORT/... is proxied, URI unchanged, to
+# 127.0.0.1:PORT (a test's own server on an ephemeral port, so that
+# concurrent test runs never compete for one upstream port); the cache key
+# is nginx's default ($scheme$proxy_host$request_uri, the port included).
+# nginx's defaults are kept on purpose: it stores what Cache-Control,
+# Expires and Vary allow, ignores Age and the client's Cache-Control, and
+# does not store answers with Set-Cookie. proxy_cache_revalidate makes it
+# revalidate a stale entry with If-None-Match / If-Modified-Since. Every
+# answer says X-Nginx-Cache: HIT, MISS, EXPIRED, REVALIDATED, BYPASS...
+# ($upstream_cache_status). The cache persists across runs: tests put a
+# run id in their paths.
+write_nginx_conf() {
+	local user=""
+	# Workers run as the invoking user, so that they can write the cache
+	# under .servers/ (as root nginx would switch them to nobody).
+	[[ $(id -u) == 0 ]] && user="user root root;"
+	mkdir -p "$NGINX_DIR/cache" "$NGINX_DIR/tmp" "$NGINX_DIR/logs"
+	cat >"$NGINX_DIR/nginx.conf" <<-END
+		# Written by scripts/servers.sh; changes are overwritten on start.
+		$user
+		worker_processes 1;
+		daemon on;
+		pid $NGINX_DIR/nginx.pid;
+		error_log $NGINX_DIR/logs/error.log warn;
+		events { worker_connections 512; }
+		http {
+		    log_format cache '\$remote_addr [\$time_local] "\$request" \$status \$upstream_cache_status \$request_time';
+		    access_log $NGINX_DIR/logs/access.log cache;
+		    client_body_temp_path $NGINX_DIR/tmp/body;
+		    proxy_temp_path $NGINX_DIR/tmp/proxy;
+		    fastcgi_temp_path $NGINX_DIR/tmp/fastcgi;
+		    uwsgi_temp_path $NGINX_DIR/tmp/uwsgi;
+		    scgi_temp_path $NGINX_DIR/tmp/scgi;
+		    proxy_cache_path $NGINX_DIR/cache levels=1:2 keys_zone=memo:10m max_size=256m inactive=10m use_temp_path=off;
+		    server {
+		        listen $HOST:$NGINX_PORT;
+		        location = /ping { return 204; }
+		        location ~ "^/up/(?<upport>[1-9][0-9]{3,4})/" {
+		            proxy_pass http://127.0.0.1:\$upport;
+		            proxy_http_version 1.1;
+		            proxy_set_header Connection "";
+		            proxy_cache memo;
+		            proxy_cache_revalidate on;
+		            add_header X-Nginx-Cache \$upstream_cache_status always;
+		        }
+		        location / { return 404; }
+		    }
+		}
+	END
+}
+
+start_nginx() {
+	local pidfile="$NGINX_DIR/nginx.pid" errlog="$NGINX_DIR/logs/error.log"
+	local nginx
+	nginx=$(command -v nginx || echo /usr/sbin/nginx)
+	if alive "$pidfile" "$NGINX_MARK" && nginx_ping "$NGINX_PORT"; then
+		log "nginx already running on $HOST:$NGINX_PORT"
+		return 0
+	fi
+	stop_pidfile "$pidfile" "$NGINX_MARK"
+	free_port nginx "$NGINX_PORT"
+	write_nginx_conf
+	"$nginx" -t -q -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$errlog" >"$NGINX_DIR/logs/start.log" 2>&1 ||
+		fail_start nginx "$NGINX_DIR/logs/start.log" "nginx -t rejected $NGINX_DIR/nginx.conf"
+	"$nginx" -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$errlog" >>"$NGINX_DIR/logs/start.log" 2>&1 ||
+		fail_start nginx "$errlog" "nginx exited with an error"
+	wait_for "nginx on $HOST:$NGINX_PORT" "$TIMEOUT" nginx_ping "$NGINX_PORT" ||
+		fail_start nginx "$errlog" "no 204 from http://$HOST:$NGINX_PORT/ping"
+	wait_for "nginx pidfile" 5 test -s "$pidfile" ||
+		fail_start nginx "$errlog" "no pidfile $pidfile"
+	log "nginx listening on $HOST:$NGINX_PORT (pid $(pid_of "$pidfile"))"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_start() {
@@ -345,10 +437,12 @@ cmd_start() {
 	start_cluster
 	start_memcached
 	start_dynalite
+	start_nginx
 }
 
 cmd_stop() {
 	[[ -d $STATE ]] || return 0
+	stop_pidfile "$NGINX_DIR/nginx.pid" "$NGINX_MARK"
 	stop_pidfile "$STATE/dynalite.pid" "$DYNALITE_MARK"
 	stop_pidfile "$STATE/memcached.pid" "$MEMCACHED_MARK"
 	stop_cluster
@@ -365,6 +459,7 @@ cmd_env() {
 		export MEMO_MEMCACHED_ADDR=$HOST:$MEMCACHED_PORT
 		export MEMO_DYNAMODB_ENDPOINT=http://$HOST:$DYNALITE_PORT
 		export MEMO_DYNALITE_CMD='node $DYNALITE_CLI'
+		export MEMO_NGINX_ADDR=$HOST:$NGINX_PORT
 	END
 }
 
