@@ -8,10 +8,10 @@
 #      BENCH_COUNT interleaved rounds, one markdown table of medians;
 #   3. memo's own benchmarks: go test -run '^$' -bench . -count 5 on the
 #      root module's packages;
-#   4. HTTP: bench/cmd/httpserver pinned to CPU 0, wrk pinned to CPU 1
-#      (wrk -t1 -c32 -d5s), /fixed, /hit and /notmod (If-None-Match) each
-#      measured 3 times interleaved; medians and the ratios hit/fixed and
-#      304/fixed.
+#   4. HTTP: scripts/httpbench.sh (bench/cmd/httpserver pinned to CPU 0,
+#      wrk -t1 -c32 pinned to CPU 1, rounds interleaved): the adapter's hit
+#      and 304 against handlers writing the same bytes from memory, and
+#      against gin-cache; medians and ratios.
 #
 # Everything is written under $BENCH_OUT (default bench/out/<UTC time>) and
 # the tables are printed. Environment:
@@ -23,7 +23,7 @@
 #   BENCH_LOAD_MAX    wait while the 1-minute load average is above this
 #                     (default 1.5), at most BENCH_LOAD_WAIT seconds
 #                     (default 300), then go on with a warning
-#   WRK_DURATION      wrk -d (default 5s); WRK_ROUNDS (default 3)
+#   WRK_DURATION      wrk -d (default 5s); WRK_ROUNDS (default 5)
 # The exit status is non-zero when any step failed; the other steps still run.
 set -uo pipefail
 
@@ -36,7 +36,7 @@ SKIP=" ${BENCH_SKIP:-} "
 LOAD_MAX=${BENCH_LOAD_MAX:-1.5}
 LOAD_WAIT=${BENCH_LOAD_WAIT:-300}
 WRK_DURATION=${WRK_DURATION:-5s}
-WRK_ROUNDS=${WRK_ROUNDS:-3}
+WRK_ROUNDS=${WRK_ROUNDS:-5}
 OUT=${BENCH_OUT:-$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -159,111 +159,12 @@ if ! skipped root; then
 fi
 
 # ------------------------------------------------------------ HTTP
-ensure_wrk() {
-	command -v wrk >/dev/null && return 0
-	log "installing wrk"
-	local sudo=()
-	[[ $(id -u) == 0 ]] || sudo=(sudo)
-	export DEBIAN_FRONTEND=noninteractive
-	"${sudo[@]}" apt-get install -y --no-install-recommends wrk >&2 ||
-		{ "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y --no-install-recommends wrk >&2; }
-}
-
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
+# scripts/httpbench.sh: wrk against bench/cmd/httpserver, pinned to separate
+# CPUs, rounds interleaved; its table goes to $OUT/http/http.md.
 http_step() {
-	ensure_wrk || { fail "could not install wrk"; return; }
-	(cd bench && go build -o "$OUT/httpserver" ./cmd/httpserver) || { fail "building bench/cmd/httpserver"; return; }
-	local pin_server=() pin_wrk=()
-	if command -v taskset >/dev/null && (($(nproc) >= 2)); then
-		pin_server=(taskset -c 0)
-		pin_wrk=(taskset -c 1)
-	else
-		log "no taskset or fewer than 2 CPUs: server and wrk are not pinned"
-	fi
-	rm -f "$OUT/http.info"
-	# The server exits by itself after -for; it is also killed by PID on exit.
-	"${pin_server[@]}" "$OUT/httpserver" -addr 127.0.0.1:0 -for 15m -info "$OUT/http.info" >"$OUT/httpserver.log" 2>&1 &
-	server_pid=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[[ -s $OUT/http.info ]] && grep -q '^gomaxprocs=' "$OUT/http.info" && break
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if ! grep -q '^gomaxprocs=' "$OUT/http.info" 2>/dev/null; then
-		fail "bench/cmd/httpserver did not start"
-		cat "$OUT/httpserver.log" >&2
-		return
-	fi
-	local addr etag
-	addr=$(sed -n 's/^addr=//p' "$OUT/http.info")
-	etag=$(sed -n 's/^etag=//p' "$OUT/http.info")
-	log "httpserver on $addr (pid $server_pid, $(sed -n 's/^gomaxprocs=/GOMAXPROCS /p' "$OUT/http.info")), ETag $etag"
-
-	# What each endpoint answers, checked once before measuring.
-	if command -v curl >/dev/null; then
-		local code
-		for check in "fixed 200" "hit 200" "notmod 304"; do
-			set -- $check
-			if [[ $1 == notmod ]]; then
-				code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "http://$addr/$1")
-			else
-				code=$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/$1")
-			fi
-			[[ $code == "$2" ]] || fail "/$1 answered $code, want $2"
-		done
-	fi
-
-	wait_for_quiet "the HTTP measurement"
-	local round ep rps
-	: >"$OUT/http-runs.txt"
-	for ((round = 1; round <= WRK_ROUNDS; round++)); do
-		for ep in fixed hit notmod; do
-			local hdr=()
-			[[ $ep == notmod ]] && hdr=(-H "If-None-Match: $etag")
-			"${pin_wrk[@]}" wrk -t1 -c32 -d"$WRK_DURATION" "${hdr[@]}" "http://$addr/$ep" >"$OUT/wrk-$ep-$round.txt" 2>&1 ||
-				fail "wrk /$ep round $round"
-			if grep -q 'Non-2xx or 3xx' "$OUT/wrk-$ep-$round.txt"; then
-				fail "/$ep round $round had error responses"
-			fi
-			rps=$(awk '/^Requests\/sec:/ { print $2 }' "$OUT/wrk-$ep-$round.txt")
-			echo "$ep $round ${rps:-0}" | tee -a "$OUT/http-runs.txt" >&2
-		done
-	done
-	kill "$server_pid" 2>/dev/null || true
-	wait "$server_pid" 2>/dev/null || true
-	server_pid=
-
-	local fixed hit notmod rhit rnotmod
-	fixed=$(awk '$1 == "fixed" { print $3 }' "$OUT/http-runs.txt" | median)
-	hit=$(awk '$1 == "hit" { print $3 }' "$OUT/http-runs.txt" | median)
-	notmod=$(awk '$1 == "notmod" { print $3 }' "$OUT/http-runs.txt" | median)
-	# Also the median of each round's own ratio: the three runs of a round
-	# are seconds apart, so a slow spell of this shared machine that hits
-	# one round cancels out of that round's ratios.
-	round_ratios() {
-		awk -v ep="$1" '{ v[$1 " " $2] = $3 } END {
-			for (k in v) { split(k, p, " "); if (p[1] == ep && v["fixed " p[2]] > 0) print v[k] / v["fixed " p[2]] }
-		}' "$OUT/http-runs.txt" | median
-	}
-	rhit=$(round_ratios hit)
-	rnotmod=$(round_ratios notmod)
-	{
-		echo
-		echo "## HTTP (wrk -t1 -c32 -d$WRK_DURATION, server on CPU 0, wrk on CPU 1, medians of $WRK_ROUNDS interleaved runs)"
-		echo
-		echo "| endpoint | requests/s | ratio to /fixed (of medians) | median of per-round ratios |"
-		echo "|---|---:|---:|---:|"
-		awk -v f="$fixed" -v h="$hit" -v n="$notmod" -v rh="$rhit" -v rn="$rnotmod" -v bytes="$(sed -n 's/^body_bytes=//p' "$OUT/http.info")" 'BEGIN {
-			printf "| /fixed: net/http writing the same %s bytes | %.0f | 1.000 | 1.000 |\n", bytes, f
-			printf "| /hit: httpadapter, cache hit (200) | %.0f | %.3f | %.3f |\n", h, (f > 0 ? h / f : 0), rh
-			printf "| /notmod: httpadapter, If-None-Match (304) | %.0f | %.3f | %.3f |\n", n, (f > 0 ? n / f : 0), rn
-		}'
-		echo
-		echo "Each run (endpoint, round, requests/s):"
-		sed 's/^/    /' "$OUT/http-runs.txt"
-	} | tee "$OUT/http.md"
+	WRK_DURATION=$WRK_DURATION WRK_ROUNDS=$WRK_ROUNDS HTTPBENCH_OUT="$OUT/http" \
+		BENCH_LOAD_MAX=$LOAD_MAX BENCH_LOAD_WAIT=$LOAD_WAIT bash scripts/httpbench.sh ||
+		fail "scripts/httpbench.sh (see $OUT/http)"
 }
 
 if ! skipped http; then
