@@ -40,8 +40,10 @@ const checkTTL = time.Minute
 // DAX) can fail Check by such a read.
 //
 // Check honours ctx. When ctx has no deadline, each step is bounded by
-// 1 s (ten times [DefaultTimeout]), so that a stalled store fails Check
-// within 3 s. Check panics on a nil b.
+// 1 s (ten times [DefaultTimeout]): a stalled store fails Check after 1 s,
+// and Check never takes more than 3 s. Check calls b itself: it neither
+// waits for nor resets the circuit breaker of the functions using b (see
+// [Breaker]). Check panics on a nil b.
 func Check(ctx context.Context, b Backend) error {
 	if b == nil || (reflect.ValueOf(b).Kind() == reflect.Pointer && reflect.ValueOf(b).IsNil()) {
 		panic("memo: Check(ctx, nil)")
