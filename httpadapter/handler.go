@@ -14,10 +14,6 @@
 package httpadapter
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -109,14 +105,26 @@ func Handler[A, R any](f *memo.Func[A, R], decode func(*http.Request) (A, error)
 	if c.public && c.perUser {
 		panic("httpadapter: Public and PerUser together would let shared caches hold per-user answers")
 	}
-	return &handler[A, R]{f: f, decode: decode, cfg: c, vary: c.varyValue()}
+	if c.ignoreCreds && c.perUser {
+		panic("httpadapter: IgnoreCredentials and PerUser contradict each other: does the answer depend on the caller or not?")
+	}
+	h := &handler[A, R]{f: f, decode: decode, cfg: c, vary: c.varyValue(), shape: shapeOf[R](c.contentType != "")}
+	h.ctype = c.contentType
+	if h.ctype == "" {
+		h.ctype = "application/json"
+	}
+	return h
 }
 
 type handler[A, R any] struct {
-	f      *memo.Func[A, R]
-	decode func(*http.Request) (A, error)
-	cfg    config
-	vary   string // the Vary value
+	f       *memo.Func[A, R]
+	decode  func(*http.Request) (A, error)
+	cfg     config
+	vary    string // the handler's own Vary names, "" for none
+	ctype   string // the Content-Type of answers
+	shape   shape  // how a result becomes a body
+	renders renderCache
+	flights flightGroup
 }
 
 // Cache-Status values (RFC 9211); the cache's name is "memo". A hit with an
@@ -124,11 +132,25 @@ type handler[A, R any] struct {
 const (
 	csHit            = "memo; hit"
 	csMiss           = "memo; fwd=miss; stored"
+	csMissNotStored  = "memo; fwd=miss"
 	csRefresh        = "memo; fwd=request; stored"
-	csNoStore        = "memo; fwd=request"
+	csRequest        = "memo; fwd=request"
 	csBypass         = "memo; fwd=bypass"
 	csBypassIdentity = "memo; fwd=bypass; detail=credentials"
 )
+
+// withFwdStatus adds "; fwd-status=200" after cs's fwd parameter.
+func withFwdStatus(cs string) string {
+	i := strings.Index(cs, "fwd=")
+	if i < 0 {
+		return cs
+	}
+	j := strings.IndexByte(cs[i:], ';')
+	if j < 0 {
+		return cs + "; fwd-status=200"
+	}
+	return cs[:i+j] + "; fwd-status=200" + cs[i+j:]
+}
 
 // why says what chose the lookup mode.
 type why int
@@ -151,17 +173,25 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := r.Context()
-	dir := requestDirectives(r.Header)
+	dir := noDirectives
+	if !h.cfg.ignoreDirectives {
+		dir = requestDirectives(r.Header)
+	}
 	mode, reason := memo.UseCache, plain
 	switch {
-	case !h.cfg.perUser && hasCredentials(r.Header):
+	case !h.cfg.perUser && !h.cfg.ignoreCreds && hasCredentials(r.Header):
 		mode, reason = memo.Bypass, credentials
 	case dir.noStore:
 		mode, reason = memo.Bypass, byRequest
 	case dir.noCache || dir.maxAge == 0:
 		mode, reason = memo.Refresh, byRequest
 	}
-	e, err := h.f.Lookup(ctx, a, mode)
+	var e *memo.Entry
+	if mode == memo.Bypass {
+		e, err = h.shared(ctx, r, a, reason == credentials)
+	} else {
+		e, err = h.f.Lookup(ctx, a, mode)
+	}
 	now := h.cfg.now()
 	if e != nil && e.Hit && tooOld(e, dir, now) {
 		reason = byRequest
@@ -184,18 +214,30 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveBody(w, r, e)
 		return
 	}
-	body, etag, err := h.body(e)
+	ans, err := h.render(e)
 	if err != nil {
 		h.fail(w, r, err, http.StatusInternalServerError)
 		return
 	}
 
-	// Conditional request: If-None-Match wins; If-Modified-Since only
-	// without it, and only against a Last-Modified we send.
+	// Preconditions in the order of RFC 9110 section 13.2.2: If-Match,
+	// else If-Unmodified-Since (only against a Last-Modified we send);
+	// then If-None-Match, else If-Modified-Since (likewise).
 	lastMod := e.StoredAt.Truncate(time.Second)
+	if im := r.Header["If-Match"]; len(im) > 0 {
+		if !matchETags(im, ans.etag, true) {
+			h.failPrecondition(w, r)
+			return
+		}
+	} else if ius := r.Header["If-Unmodified-Since"]; len(ius) > 0 && e.Cached {
+		if t, ok := httpDate(ius); ok && lastMod.After(t) {
+			h.failPrecondition(w, r)
+			return
+		}
+	}
 	notModified := false
 	if inm := r.Header["If-None-Match"]; len(inm) > 0 {
-		notModified = matchIfNoneMatch(inm, etag)
+		notModified = matchETags(inm, ans.etag, false)
 	} else if e.Cached {
 		if ims, ok := ifModifiedSince(r.Header, now); ok {
 			notModified = !lastMod.After(ims)
@@ -208,47 +250,45 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var buf [256]byte
 	b := buf[:0]
 	var cc, cs string // constant values, when not in b
-	var ccEnd, csEnd, lmEnd, ageEnd int
-	ttl, age := int64(0), int64(0) // ttl: Cache-Status's, when hasTTL
-	hasTTL := false
+	var ccEnd, csEnd, lmEnd int
 	if !e.Cached {
 		cc = "no-store"
 		switch reason {
 		case credentials:
 			cs = csBypassIdentity
 		case byRequest:
-			cs = csNoStore
+			cs = csRequest
 		default:
 			cs = csBypass
 		}
 	} else {
 		b = append(b, h.scope(w)...)
-		age = max(seconds(now.Sub(e.StoredAt)), 0)
+		ttl, hasTTL := int64(0), false // Cache-Status's ttl
 		switch {
 		case e.FreshUntil.IsZero():
 			b = append(b, ", no-cache"...)
 		case e.Stale:
-			// Fresh for no cache, not even one that ignores Age. An RFC
-			// 5861 cache counts the answer stale by Age seconds from the
-			// start: each window is stated as Age plus what is left of
-			// it, so that such a cache may serve it stale as long as
-			// memo would, and no longer.
+			// Fresh for no cache. An RFC 5861 cache counts the answer
+			// stale from when it received it: each window still open is
+			// stated as the whole seconds left of it, so that such a
+			// cache may serve it stale as long as memo would, and no
+			// longer.
 			hasTTL, ttl = true, min(seconds(e.FreshUntil.Sub(now)), -1)
 			b = append(b, ", max-age=0"...)
 			if left := seconds(e.FreshUntil.Add(e.StaleWhileRevalidate).Sub(now)); e.StaleWhileRevalidate > 0 && left > 0 {
-				b = strconv.AppendInt(append(b, ", stale-while-revalidate="...), age+left, 10)
+				b = strconv.AppendInt(append(b, ", stale-while-revalidate="...), left, 10)
 			}
 			if left := seconds(e.FreshUntil.Add(e.StaleIfError).Sub(now)); e.StaleIfError > 0 && left > 0 {
-				b = strconv.AppendInt(append(b, ", stale-if-error="...), age+left, 10)
+				b = strconv.AppendInt(append(b, ", stale-if-error="...), left, 10)
 			}
 		default:
-			// max-age is the lifetime and Age how much of it has passed, as
-			// a cache states them (RFC 9111 section 4.2): clients take
-			// max-age - Age, the remaining whole seconds, as fresh. The
-			// stale windows (RFC 5861) follow that lifetime, unless it is
-			// none (ExpireFunc said not to store the answer).
+			// max-age is the remaining lifetime in whole seconds, and no
+			// Age is sent: a cache that ignores Age keeps the answer no
+			// longer than memo does, and one that honours it counts from
+			// zero. The stale windows (RFC 5861) follow that lifetime,
+			// unless it is none (ExpireFunc said not to store the answer).
 			hasTTL, ttl = true, max(seconds(e.FreshUntil.Sub(now)), 0)
-			b = strconv.AppendInt(append(b, ", max-age="...), ttl+age, 10)
+			b = strconv.AppendInt(append(b, ", max-age="...), ttl, 10)
 			if e.FreshUntil.After(e.StoredAt) {
 				if n := seconds(e.StaleWhileRevalidate); n > 0 {
 					b = strconv.AppendInt(append(b, ", stale-while-revalidate="...), n, 10)
@@ -260,6 +300,7 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ccEnd = len(b)
 		switch {
+		case !h.cfg.cacheStatus:
 		case e.Hit && hasTTL:
 			b = strconv.AppendInt(append(b, csHit+"; ttl="...), ttl, 10)
 		case e.Hit:
@@ -267,11 +308,11 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case reason == byRequest && e.Stored:
 			cs = csRefresh
 		case reason == byRequest:
-			cs = csRefresh[:len(csRefresh)-len("; stored")]
+			cs = csRequest
 		case e.Stored:
 			cs = csMiss
 		default: // the backend refused or failed the write
-			cs = csMiss[:len(csMiss)-len("; stored")]
+			cs = csMissNotStored
 		}
 		csEnd = len(b)
 		if !notModified {
@@ -279,12 +320,8 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	lmEnd = len(b)
-	if e.Cached {
-		b = strconv.AppendInt(b, age, 10)
-	}
-	ageEnd = len(b)
 	if !notModified {
-		b = strconv.AppendInt(b, int64(len(body)), 10)
+		b = strconv.AppendInt(b, int64(len(ans.body)), 10)
 	}
 	str := string(b)
 	if cc == "" {
@@ -293,16 +330,25 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cs == "" {
 		cs = str[ccEnd:csEnd]
 	}
-
-	vals := make([]string, 9)
-	hd := w.Header()
-	if e.Cached {
-		hd["Age"] = set(vals, 8, str[lmEnd:ageEnd])
+	if notModified && !e.Hit && cs != "" {
+		// fn's answer was a 200: RFC 9211's fwd-status defaults to the
+		// status sent, which would say that fn answered 304.
+		cs = withFwdStatus(cs)
 	}
-	hd["Etag"] = set(vals, 0, etag)
-	hd["Vary"] = set(vals, 1, h.vary)
+
+	hd := w.Header()
+	if ans.header != nil {
+		addHeader(hd, ans.header)
+	}
+	vals := make([]string, 8)
+	hd["Etag"] = set(vals, 0, ans.etag)
+	if vary, ok := h.varyFor(hd); ok {
+		hd["Vary"] = set(vals, 1, vary)
+	}
 	hd["Cache-Control"] = set(vals, 2, cc)
-	hd["Cache-Status"] = set(vals, 3, cs)
+	if h.cfg.cacheStatus {
+		hd["Cache-Status"] = set(vals, 3, cs)
+	}
 	if h.cfg.cacheHeader != "" {
 		x := "MISS"
 		if !e.Cached {
@@ -319,11 +365,11 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e.Cached {
 		hd["Last-Modified"] = set(vals, 5, str[csEnd:lmEnd])
 	}
-	hd["Content-Type"] = set(vals, 6, "application/json")
-	hd["Content-Length"] = set(vals, 7, str[ageEnd:])
-	w.WriteHeader(http.StatusOK)
+	hd["Content-Type"] = set(vals, 6, ans.ctype)
+	hd["Content-Length"] = set(vals, 7, str[lmEnd:])
+	w.WriteHeader(ans.status)
 	if r.Method != http.MethodHead {
-		w.Write(body) //nolint:errcheck // the client went away; nothing to do
+		w.Write(ans.body) //nolint:errcheck // the client went away; nothing to do
 	}
 }
 
@@ -410,165 +456,72 @@ func (h *handler[A, R]) serveUncached(w http.ResponseWriter, r *http.Request, a 
 	h.serveBody(w, r, e)
 }
 
-// serveBody writes e as a plain 200 answer without caching headers.
+// serveBody writes e as a plain answer without caching headers: its body,
+// Content-Type and Content-Length, and a Responder's status and fields.
 func (h *handler[A, R]) serveBody(w http.ResponseWriter, r *http.Request, e *memo.Entry) {
-	body, _, err := h.body(e)
+	ans, err := h.render(e)
 	if err != nil {
 		h.fail(w, r, err, http.StatusInternalServerError)
 		return
 	}
+	hd := w.Header()
+	if ans.header != nil {
+		addHeader(hd, ans.header)
+	}
 	vals := make([]string, 2)
-	hd := w.Header()
-	hd["Content-Type"] = set(vals, 0, "application/json")
-	hd["Content-Length"] = set(vals, 1, strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
+	hd["Content-Type"] = set(vals, 0, ans.ctype)
+	hd["Content-Length"] = set(vals, 1, strconv.Itoa(len(ans.body)))
+	w.WriteHeader(ans.status)
 	if r.Method != http.MethodHead {
-		w.Write(body) //nolint:errcheck
+		w.Write(ans.body) //nolint:errcheck
 	}
 }
 
-// body returns the JSON body for e and its entity-tag. Another codec's
-// payload is decoded and re-encoded with memo.JSON, so that the body and its
-// ETag are the bytes the JSON codec would have stored.
-func (h *handler[A, R]) body(e *memo.Entry) ([]byte, string, error) {
-	if e.Codec.Name() == memo.JSON.Name() {
-		return e.Payload, e.ETag(), nil
+// varyFor returns the Vary value of an answer: the names a middleware has
+// already put in hd followed by the handler's own, each once (compared
+// case-insensitively). ok is false when there is none.
+func (h *handler[A, R]) varyFor(hd http.Header) (v string, ok bool) {
+	old := hd["Vary"]
+	if len(old) == 0 {
+		return h.vary, h.vary != ""
 	}
-	v, err := h.f.Decode(e)
-	if err != nil {
-		return nil, "", err
-	}
-	b, err := memo.JSON.Marshal(&v)
-	if err != nil {
-		return nil, "", err
-	}
-	return b, etagOf(b), nil
-}
-
-// etagOf computes an entity-tag the way memo does for a JSON payload (the
-// first 16 bytes of SHA-256, base64url, quoted), so that a body has the same
-// ETag whichever codec stored it.
-func etagOf(body []byte) string {
-	sum := sha256.Sum256(body)
-	var b [24]byte
-	b[0] = '"'
-	base64.RawURLEncoding.Encode(b[1:23], sum[:16])
-	b[23] = '"'
-	return string(b[:])
-}
-
-// statusCoder is what an error implements to choose its HTTP status.
-type statusCoder interface{ HTTPStatus() int }
-
-// status maps an error to its HTTP status: ErrorStatus, then HTTPStatus()
-// in the error's chain; 0 when neither gives one from 400 to 599.
-func (h *handler[A, R]) status(err error) int {
-	status := 0
-	if h.cfg.errorStatus != nil {
-		status = h.cfg.errorStatus(err)
-	}
-	if !isErrorStatus(status) {
-		var sc statusCoder
-		if errors.As(err, &sc) {
-			status = sc.HTTPStatus()
+	names := make([]string, 0, 8)
+	add := func(list string) {
+		for list != "" {
+			var n string
+			n, list, _ = strings.Cut(list, ",")
+			if n = trimOWS(n); n == "" {
+				continue
+			}
+			dup := false
+			for _, m := range names {
+				if strings.EqualFold(m, n) {
+					dup = true
+					break
+				}
+			}
+			if !dup {
+				names = append(names, n)
+			}
 		}
 	}
-	if !isErrorStatus(status) {
-		return 0
+	for _, o := range old {
+		add(o)
 	}
-	return status
+	add(h.vary)
+	return strings.Join(names, ", "), len(names) > 0
 }
 
-// fail answers an error: status from ErrorStatus, then HTTPStatus(), then
-// def. The body is the status text, plus the error's text for a 4xx decode
-// error. 5xx are logged, except when the client left.
-func (h *handler[A, R]) fail(w http.ResponseWriter, r *http.Request, err error, def int) {
-	status := h.status(err)
-	gone := false
-	if status == 0 {
-		status = def
-		if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
-			status = http.StatusServiceUnavailable
-			gone = errors.Is(ctxErr, context.Canceled)
+// addHeader copies a Responder's fields into hd: Vary values are added to
+// those already there, other fields replace them. The slices are clipped,
+// so that appending to one copies rather than writes into the cached
+// answer.
+func addHeader(hd, from http.Header) {
+	for k, v := range from {
+		if k == "Vary" {
+			hd[k] = append(hd[k][:len(hd[k]):len(hd[k])], v...)
+			continue
 		}
+		hd[k] = v[:len(v):len(v)]
 	}
-	msg := http.StatusText(status)
-	if msg == "" {
-		msg = "Error"
-	}
-	if def == http.StatusBadRequest && status < 500 {
-		msg += ": " + clientText(err.Error())
-	}
-	if status >= 500 && !gone {
-		h.cfg.errorLog(r, err)
-	}
-	hd := w.Header()
-	hd.Set("Cache-Control", "no-store")
-	delete(hd, "Etag")
-	delete(hd, "Last-Modified")
-	http.Error(w, msg, status)
-}
-
-// failRemembered answers an error of fn that memo remembered and e, the
-// entry that holds it: a not-found of NegativeCache, or another error of
-// CacheErrors (which matches memo.ErrCached). The status comes from the
-// error as in fail, by default 404 for a not-found (memo keeps only its
-// sentinel and text, so a status that only fn's own error carried is
-// lost) and 500 for another error. It is an answer from the cache:
-// Cache-Status says hit, and max-age is its remaining lifetime, with no
-// Age, so that no cache keeps it longer than memo does. The body is the
-// status text; 5xx are logged.
-func (h *handler[A, R]) failRemembered(w http.ResponseWriter, r *http.Request, e *memo.Entry, err error, now time.Time) {
-	status := h.status(err)
-	if status == 0 {
-		status = http.StatusNotFound
-		if errors.Is(err, memo.ErrCached) {
-			status = http.StatusInternalServerError
-		}
-	}
-	msg := http.StatusText(status)
-	if msg == "" {
-		msg = "Error"
-	}
-	if status >= 500 {
-		h.cfg.errorLog(r, err)
-	}
-	hd := w.Header()
-	delete(hd, "Etag")
-	delete(hd, "Last-Modified")
-	if e.FreshUntil.IsZero() {
-		hd.Set("Cache-Control", h.scope(w)+", no-cache")
-		hd.Set("Cache-Status", csHit)
-	} else {
-		ttl := strconv.FormatInt(max(seconds(e.FreshUntil.Sub(now)), 0), 10)
-		hd.Set("Cache-Control", h.scope(w)+", max-age="+ttl)
-		hd.Set("Cache-Status", csHit+"; ttl="+ttl)
-	}
-	hd.Set("Vary", h.vary)
-	if h.cfg.cacheHeader != "" {
-		hd.Set(h.cfg.cacheHeader, "HIT")
-	}
-	http.Error(w, msg, status)
-}
-
-func isErrorStatus(s int) bool { return 400 <= s && s <= 599 }
-
-// clientText makes an error message fit for a one-line plain-text body:
-// valid UTF-8, no control characters, at most 200 bytes.
-func clientText(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 200 {
-		i := 200
-		for i > 0 && s[i]&0xC0 == 0x80 {
-			i--
-		}
-		s = s[:i] + "…"
-	}
-	return s
 }

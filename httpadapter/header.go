@@ -23,6 +23,9 @@ type directives struct {
 	minFresh int64 // -1 when absent
 }
 
+// noDirectives is a request without Cache-Control or Pragma.
+var noDirectives = directives{maxAge: -1, minFresh: -1}
+
 // requestDirectives reads the request's Cache-Control (all its lines), and
 // its Pragma when it has no Cache-Control at all (RFC 9111 §5.4).
 func requestDirectives(h http.Header) directives {
@@ -173,14 +176,16 @@ func trimOWS(s string) string {
 	return s[i:j]
 }
 
-// matchIfNoneMatch reports whether If-None-Match field values match etag, a
-// strong quoted entity-tag, by the weak comparison of RFC 9110 §13.1.2:
-// "*" matches, and so does any member W/"x" or "x" whose opaque tag equals
-// etag's. A member that is not a valid entity-tag (an unquoted tag, a space
-// inside the quotes) ends the parsing of its field line, which then matches
-// only if an earlier member did: since a comma may appear inside an
-// entity-tag, there is no safe way to resynchronise.
-func matchIfNoneMatch(values []string, etag string) bool {
+// matchETags reports whether If-None-Match (strong false) or If-Match
+// (strong true) field values match etag, a strong quoted entity-tag. "*"
+// matches. If-None-Match uses the weak comparison of RFC 9110 §13.1.2: any
+// member W/"x" or "x" whose opaque tag equals etag's matches; If-Match the
+// strong one: only a member "x" does, never a weak W/"x". A member that is
+// not a valid entity-tag (an unquoted tag, a space inside the quotes) ends
+// the parsing of its field line, which then matches only if an earlier
+// member did: since a comma may appear inside an entity-tag, there is no
+// safe way to resynchronise.
+func matchETags(values []string, etag string, strong bool) bool {
 	for _, v := range values {
 		for {
 			v = strings.TrimLeft(v, " \t,")
@@ -194,12 +199,12 @@ func matchIfNoneMatch(values []string, etag string) bool {
 				}
 				break
 			}
-			tag, _, rest, ok := scanETag(v)
+			tag, weak, rest, ok := scanETag(v)
 			rest = trimOWS(rest)
 			if !ok || rest != "" && rest[0] != ',' {
 				break
 			}
-			if tag == etag {
+			if tag == etag && !(strong && weak) {
 				return true
 			}
 			v = rest
@@ -228,6 +233,20 @@ func scanETag(s string) (tag string, weak bool, rest string, ok bool) {
 		}
 	}
 	return "", false, "", false
+}
+
+// matchIfNoneMatch is matchETags for If-None-Match.
+func matchIfNoneMatch(values []string, etag string) bool { return matchETags(values, etag, false) }
+
+// httpDate parses the field values of a date header (If-Unmodified-Since):
+// ok is false when there is not exactly one line or it is not an
+// HTTP-date, in which case RFC 9110 has the header ignored.
+func httpDate(v []string) (t time.Time, ok bool) {
+	if len(v) != 1 {
+		return time.Time{}, false
+	}
+	t, err := http.ParseTime(v[0])
+	return t, err == nil
 }
 
 // ifModifiedSince returns the request's If-Modified-Since date. ok is false

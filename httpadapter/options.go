@@ -3,6 +3,7 @@ package httpadapter
 import (
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -19,17 +20,22 @@ type Option struct {
 // config is a handler's resolved configuration; it is read-only once the
 // handler is built.
 type config struct {
-	public      bool
-	perUser     bool
-	cacheHeader string // canonical name, "" = off
-	vary        []string
-	errorStatus func(error) int
-	errorLog    func(*http.Request, error)
-	now         func() time.Time // the clock, time.Now; tests give memo's fake one
+	public           bool
+	perUser          bool
+	ignoreCreds      bool
+	ignoreDirectives bool
+	cacheHeader      string // canonical name, "" = off
+	cacheStatus      bool
+	contentType      string // "" = application/json, results as JSON
+	vary             []string
+	errorStatus      func(error) int
+	errorLog         func(*http.Request, error)
+	errorBody        func(http.ResponseWriter, *http.Request, *StatusError)
+	now              func() time.Time // the clock, time.Now; tests give memo's fake one
 }
 
 func defaultConfig() config {
-	return config{cacheHeader: "X-Cache", errorLog: logError, now: time.Now}
+	return config{cacheHeader: "X-Cache", cacheStatus: true, errorLog: logError, errorBody: textError, now: time.Now}
 }
 
 // Public makes cached answers "Cache-Control: public, ..." so that shared
@@ -41,6 +47,73 @@ func defaultConfig() config {
 // handler writes it, that answer is sent as private all the same.
 func Public() Option {
 	return Option{func(c *config) { c.public = true }}
+}
+
+// IgnoreCredentials declares that the answer does not depend on who asks:
+// requests with Authorization or Cookie are answered from the cache like
+// any other, and those two names are not added to Vary (only the names
+// given to [Vary], and those a middleware set, are sent). Use it when
+// credentials are there for another reason than the answer (an analytics
+// cookie, a session that only rate limits), or when decode puts the user
+// or tenant into the argument and no HTTP cache sits between the handler
+// and the clients (with [Public], a shared cache would then hold one
+// answer per URL for every caller: add [Vary] names, or use [PerUser]).
+// It combines with [Public]; with [PerUser], Handler panics.
+func IgnoreCredentials() Option {
+	return Option{func(c *config) { c.ignoreCreds = true }}
+}
+
+// IgnoreRequestDirectives makes the handler ignore the request's
+// Cache-Control (no-cache, no-store, max-age, min-fresh) and Pragma, as
+// nginx and Varnish do by default: every GET and HEAD is answered from
+// memo's cache while the entry lasts, whatever the client asks. By default
+// the handler honours them (see [Handler]); in both cases concurrent
+// requests that compute share one run of fn.
+func IgnoreRequestDirectives() Option {
+	return Option{func(c *config) { c.ignoreDirectives = true }}
+}
+
+// CacheStatus turns the RFC 9211 Cache-Status header on (the default) or
+// off, on every answer. The HIT/MISS header is [CacheHeader]'s.
+func CacheStatus(on bool) Option {
+	return Option{func(c *config) { c.cacheStatus = on }}
+}
+
+// ContentType sets the Content-Type of answers (default
+// "application/json") and makes a result of type string or []byte (or a
+// type defined on one) the body as is: an HTML fragment, a CSV, JSON text
+// made elsewhere. A result of another type is still its JSON. The ETag is
+// the hash of the result's JSON encoding (for a string, the quoted and
+// escaped text), the same in every process; conditional requests, HEAD
+// and every caching header work as for JSON answers. The handler decodes
+// a stored string or []byte at most once per entry and keeps the bodies
+// of up to 64 entries (one per slot) to serve them; a string with no
+// character that JSON escapes is served straight from the entry. An
+// invalid media type panics.
+func ContentType(ct string) Option {
+	if _, _, err := mime.ParseMediaType(ct); err != nil {
+		panic(fmt.Sprintf("httpadapter: ContentType(%q): %v", ct, err))
+	}
+	return Option{func(c *config) { c.contentType = ct }}
+}
+
+// ErrorBody sets how error answers are written: fn receives the status,
+// the message for the client and the error (a [StatusError] built by the
+// handler, e.Err being the error it answers) and must write the status
+// with w.WriteHeader(e.Status) and a body. The handler has set the
+// caching headers first (Cache-Control: no-store, or those of a
+// remembered error). It is called for decode errors, fn's errors,
+// remembered errors and 412s. e.Detail is safe to send: an HTTPDetail()
+// of the error (see [StatusError]), the text of a 4xx decode error, or
+// the status text; never the text of another error of fn. The default
+// writes "<status text>" or "<status text>: <detail>" as text/plain;
+// [JSONError] writes FastAPI's {"detail": ...}. fn must be safe for
+// concurrent use.
+func ErrorBody(fn func(w http.ResponseWriter, r *http.Request, e *StatusError)) Option {
+	if fn == nil {
+		panic("httpadapter: ErrorBody(nil)")
+	}
+	return Option{func(c *config) { c.errorBody = fn }}
 }
 
 // PerUser declares that the decode function keys the answer by the caller:
@@ -58,7 +131,7 @@ func PerUser() Option {
 
 // CacheHeader renames the header that says "HIT", "MISS" or "BYPASS"
 // (default "X-Cache", like fastapi-cache's X-FastAPI-Cache). CacheHeader("")
-// turns it off; the standard Cache-Status header is sent regardless. A name
+// turns it off; the standard Cache-Status header is [CacheStatus]'s. A name
 // that is not a valid header field name panics.
 func CacheHeader(name string) Option {
 	if name != "" && !isToken(name) {
@@ -71,8 +144,10 @@ func CacheHeader(name string) Option {
 // Vary adds request header names to the Vary header of cached answers. Name
 // every header that the decode function reads (Accept-Language, a tenant
 // header, ...): HTTP caches then keep one answer per value. Authorization
-// and Cookie are always listed (see [PerUser]). Names are canonicalised and
-// deduplicated; an invalid name panics.
+// and Cookie are always listed (see [PerUser]), unless [IgnoreCredentials]
+// is given. Names a middleware set on the response before the handler
+// writes it are kept, the handler's added after them. Names are
+// canonicalised and deduplicated; an invalid name panics.
 func Vary(names ...string) Option {
 	canon := make([]string, len(names))
 	for i, n := range names {
@@ -117,7 +192,10 @@ func logError(r *http.Request, err error) {
 
 // varyValue builds the Vary header of cached answers.
 func (c *config) varyValue() string {
-	names := []string{"Authorization", "Cookie"}
+	var names []string
+	if !c.ignoreCreds {
+		names = []string{"Authorization", "Cookie"}
+	}
 	for _, n := range c.vary {
 		dup := false
 		for _, m := range names {
