@@ -23,3 +23,11 @@ func NewFakeClock(wall time.Time) *FakeClock { return clocktest.New(wall) }
 
 // WithClock makes a function read c instead of the system's clocks.
 func WithClock(c *FakeClock) Option { return clocktest.Option(c).(Option) }
+
+// SetLogInterval sets how often the default OnError logs one kind of
+// fault, until the returned func restores it.
+func SetLogInterval(d time.Duration) (restore func()) {
+	old := logInterval
+	logInterval = d
+	return func() { logInterval = old }
+}

@@ -215,7 +215,7 @@ func (f *Func[A, R]) refresh(ctx context.Context, s *state, key string, a A, sto
 	if f.backoff.holds(key, s.clock.Mono()) {
 		return
 	}
-	f.flights.start(ctx, key, s.refreshTimeout, func(ctx context.Context, fl *flight[result[R]]) result[R] {
+	started := f.flights.start(ctx, key, s.refreshTimeout, func(ctx context.Context, fl *flight[result[R]]) result[R] {
 		normal := false
 		defer func() {
 			if !normal { // fn panicked: reported as an orphan; back off too
@@ -226,6 +226,9 @@ func (f *Func[A, R]) refresh(ctx context.Context, s *state, key string, a A, sto
 		normal = true
 		return res
 	}, s.orphan)
+	if started {
+		s.stats.refreshes.Add(1)
+	}
 }
 
 // failed notes a failure of key's origin, unless an invalidation voided

@@ -80,7 +80,7 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 	la, _ := l.(absentLeaser)
 	for {
 		var got, exists bool
-		err := s.call(ctx, s.timeout, func(bctx context.Context) error {
+		err := s.call(ctx, s.timeout, "lease", func(bctx context.Context) error {
 			var err error
 			if missing && la != nil {
 				// The read found no entry: take the lease only if none
@@ -112,6 +112,8 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 				// Acquire: read once more before running fn again.
 				if r, hit, _, _ := f.readTiers(ctx, s, key, revalidate, needVal, s.timeout, after, seq, fl); hit {
 					s.release(ctx, key, token)
+					s.stats.leaseWaits.Add(1)
+					r.waited = true
 					return "", r, true
 				}
 			}
@@ -133,6 +135,8 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 		pause = min(pause*2, 50*time.Millisecond)
 		// Only an answer fresher than the one this call refreshes, if any.
 		if r, hit, _, _ := f.readTiers(ctx, s, key, revalidate, needVal, s.timeout, after, seq, fl); hit {
+			s.stats.leaseWaits.Add(1)
+			r.waited = true
 			return "", r, true
 		}
 	}
@@ -149,7 +153,7 @@ type absentLeaser interface {
 // release ends a lease that no write used, reporting a failure (the lease
 // then ends at its ttl).
 func (s *state) release(ctx context.Context, key, token string) {
-	if err := s.call(ctx, s.timeout, func(bctx context.Context) error { return s.leaser().Release(bctx, key, token) }); err != nil {
+	if err := s.call(ctx, s.timeout, "lease", func(bctx context.Context) error { return s.leaser().Release(bctx, key, token) }); err != nil {
 		s.report(ctx, "lease", key, err)
 	}
 }

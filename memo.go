@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -31,6 +32,10 @@ type Func[A, R any] struct {
 
 	st      atomic.Pointer[state]
 	flights group[result[R]]
+	stats   counters
+
+	attachMu sync.Mutex // guards attached
+	attached []Observer // the comparable observers told of f (Observer.Attach)
 }
 
 // state is a function's configuration resolved against one generation of
@@ -38,6 +43,9 @@ type Func[A, R any] struct {
 type state struct {
 	config
 	gen      uint64
+	ns       string                             // the function's namespace
+	stats    *counters                          // the function's
+	breaker  *breaker                           // in front of remote; nil: none
 	nsKey    string                             // prefix:namespace
 	localNS  string                             // the local tier's short name for nsKey
 	sysClock bool                               // clock is the system's
@@ -54,6 +62,7 @@ type result[R any] struct {
 	noStore bool   // ExpireFunc said not to store the answer
 	refresh bool   // a stale answer served while revalidating: start a refresh
 	token   string // the lease fencing the write; "" once used
+	waited  bool   // the entry was read after waiting for another process's lease
 
 	// fallback is what a caller not in Refresh mode gets in place of
 	// err: StaleIfError's answer when a Refresh run failed.
@@ -134,6 +143,14 @@ func (f *Func[A, R]) load() *state {
 		s.nsKey = s.prefix + ":" + f.ns
 	}
 	s.localNS = localName(s.nsKey)
+	s.ns, s.stats = f.ns, &f.stats
+	s.breaker = breakerFor(s.remote, s.breakerThreshold, s.breakerCooldown, s.clock)
+	if s.breaker != nil {
+		s.breaker.watch(f, f.ns, s.observer)
+	}
+	if s.observer != nil {
+		f.attach(s.observer)
+	}
 	f.st.Store(s)
 	return s
 }
@@ -175,7 +192,7 @@ func (f *Func[A, R]) load() *state {
 func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	s := f.load()
 	if !s.enabled {
-		return f.fn(ctx, a)
+		return f.direct(ctx, s, a)
 	}
 	var zero R
 	if err := ctx.Err(); err != nil {
@@ -189,12 +206,13 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		lk, err := f.appendID(lk, s, a)
 		if err != nil {
 			s.report(ctx, "key", s.nsKey, err)
-			return f.fn(ctx, a)
+			return f.direct(ctx, s, a)
 		}
 		if it, now, ok := s.local.get(lk, s); ok {
 			if it.kind != kindValue {
 				if it.fp == f.fp && it.codec == s.codec.Name() {
 					if err := s.remembered(it.kind, it.payload()); err != nil {
+						s.stats.negativeHits.Add(1)
 						return zero, err
 					}
 				}
@@ -203,11 +221,13 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 					if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
 						f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
 					}
+					s.stats.hit()
 					return v, nil
 				}
 			} else if now-it.freshMono < int64(s.swr) {
 				if v, ok := f.fromItem(ctx, s, it); ok {
 					f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
+					s.stats.staleHits.Add(1)
 					return v, nil
 				}
 			}
@@ -217,12 +237,13 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 		kb, err := f.appendKey(buf[:0], s, a)
 		if err != nil {
 			s.report(ctx, "key", s.nsKey, err)
-			return f.fn(ctx, a)
+			return f.direct(ctx, s, a)
 		}
 		key = string(kb)
 	}
 	res, first, err := f.fetch(ctx, s, key, a, UseCache, true)
 	if err != nil {
+		s.stats.misses.Add(1)
 		return zero, err
 	}
 	if res.refresh {
@@ -231,6 +252,7 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	if res.fallback != nil {
 		res, first = *res.fallback, false
 	}
+	s.count(&res.entry, res.err, first, res.waited)
 	if res.err != nil || res.hasVal && first {
 		return res.val, res.err
 	}
@@ -241,9 +263,37 @@ func (f *Func[A, R]) Call(ctx context.Context, a A) (R, error) {
 	var v R
 	if err := s.decode(res.entry.Payload, &v); err != nil {
 		s.report(ctx, "decode", key, err)
-		return f.fn(ctx, a) // fail open: never a zero value for an answer
+		v, _, err := f.runFn(ctx, s, a, ReasonMiss) // fail open: never a zero value for an answer
+		return v, err
 	}
 	return v, nil
+}
+
+// count counts a call answered by a flight: by an entry (Hit), or by a
+// computation it ran (first) or shared (in this process, or in another
+// one whose lease it waited for).
+func (s *state) count(e *Entry, err error, first, waited bool) {
+	switch {
+	case waited:
+		s.stats.coalesced.Add(1) // with another process's computation
+	case e.Hit && err != nil:
+		s.stats.negativeHits.Add(1)
+	case e.Hit && e.Stale:
+		s.stats.staleHits.Add(1)
+	case e.Hit:
+		s.stats.hit()
+	case first:
+		s.stats.misses.Add(1)
+	default:
+		s.stats.coalesced.Add(1)
+	}
+}
+
+// direct answers a call that does not use the cache.
+func (f *Func[A, R]) direct(ctx context.Context, s *state, a A) (R, error) {
+	s.stats.bypasses.Add(1)
+	v, _, err := f.runFn(ctx, s, a, ReasonBypass)
+	return v, err
 }
 
 // copyOf returns a copy of *v that shares nothing mutable with it.
@@ -461,7 +511,14 @@ func (f *Func[A, R]) compute(ctx context.Context, s *state, key string, a A, mod
 			}
 		}()
 	}
-	r := f.run(ctx, s, key, a)
+	reason := ReasonMiss
+	switch mode {
+	case revalidate:
+		reason = ReasonRefresh
+	case Refresh:
+		reason = ReasonForced
+	}
+	r := f.run(ctx, s, key, a, reason)
 	r.token = token
 	res = r
 	if res.err != nil {
@@ -554,7 +611,7 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 		}
 		if token := res.token; token != "" {
 			res.token = ""
-			werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
+			werr = s.call(ctx, s.timeout, "set", func(bctx context.Context) error {
 				var err error
 				stored, err = s.leaser().SetFenced(bctx, key, res.entry.raw, ttl, token)
 				return err
@@ -566,7 +623,7 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 				return werr
 			}
 		} else {
-			werr = s.call(ctx, s.timeout, func(bctx context.Context) error {
+			werr = s.call(ctx, s.timeout, "set", func(bctx context.Context) error {
 				return s.remote.Set(bctx, key, res.entry.raw, ttl)
 			})
 			stored = werr == nil
@@ -623,13 +680,45 @@ func (f *Func[A, R]) fill(s *state, key string, res *result[R], raw []byte, m me
 }
 
 // run calls fn and encodes its answer into an entry (not yet stored).
-func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A) result[R] {
-	start := s.clock.Mono()
-	v, err := f.fn(ctx, a)
+func (f *Func[A, R]) run(ctx context.Context, s *state, key string, a A, reason Reason) result[R] {
+	v, d, err := f.runFn(ctx, s, a, reason)
 	if err != nil {
 		return result[R]{val: v, err: err, hasVal: true}
 	}
-	return f.encode(ctx, s, key, v, max(s.clock.Mono()-start, 0))
+	return f.encode(ctx, s, key, v, d)
+}
+
+// runFn is the one place fn runs: counted, timed and observed. d is how
+// long it ran, in nanoseconds.
+func (f *Func[A, R]) runFn(ctx context.Context, s *state, a A, reason Reason) (v R, d int64, err error) {
+	s.stats.computations.Add(1)
+	fctx, done := s.startCompute(ctx, reason)
+	start := s.clock.Mono()
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		// fn panicked (or called runtime.Goexit: recover is then nil).
+		s.stats.errors.Add(1)
+		r := recover()
+		if done != nil {
+			observing(func() { done(time.Duration(max(s.clock.Mono()-start, 0)), &PanicError{Value: r, Stack: debug.Stack()}) })
+		}
+		if r != nil {
+			panic(r)
+		}
+	}()
+	v, err = f.fn(fctx, a)
+	returned = true
+	d = max(s.clock.Mono()-start, 0)
+	if err != nil {
+		s.stats.errors.Add(1)
+	}
+	if done != nil {
+		observing(func() { done(time.Duration(d), err) })
+	}
+	return v, d, err
 }
 
 // encode encodes v, computed in compute nanoseconds, into an entry.
@@ -726,30 +815,78 @@ func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time
 	return envelope{}, absent, nil
 }
 
-// call runs a backend call bounded by d, turning a panic into an error.
-// The bound is a context closed by a timer shared by every call in flight:
-// a runtime timer per call would cost a microsecond and a thread wake-up.
-func (s *state) call(ctx context.Context, d time.Duration, op func(context.Context) error) (err error) {
-	bctx := deadline.New(ctx, d)
-	defer bctx.Release()
+// call runs the remote-tier operation op (named name, for the Observer)
+// bounded by d (d <= 0: by ctx alone), turning a panic into an error. It
+// returns ErrBreakerOpen, without running op, while the breaker is open.
+// The bound is a context closed by a timer shared by every call in
+// flight: a runtime timer per call would cost a microsecond and a thread
+// wake-up.
+func (s *state) call(ctx context.Context, d time.Duration, name string, op func(context.Context) error) (err error) {
+	probe, ok := s.allow()
+	if !ok {
+		return ErrBreakerOpen
+	}
+	var start int64
+	if s.observer != nil {
+		start = s.clock.Mono()
+	}
+	bctx := ctx
+	if d > 0 {
+		dc := deadline.New(ctx, d)
+		defer dc.Release()
+		bctx = dc
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
+		s.called(ctx, name, start, probe, err)
 	}()
 	return op(bctx)
 }
 
 // get is call for the remote tier's Get, without a closure (the hit path).
 func (s *state) get(ctx context.Context, d time.Duration, key string) (b []byte, ok bool, err error) {
+	probe, allowed := s.allow()
+	if !allowed {
+		return nil, false, ErrBreakerOpen
+	}
+	var start int64
+	if s.observer != nil {
+		start = s.clock.Mono()
+	}
 	bctx := deadline.New(ctx, d)
-	defer bctx.Release()
 	defer func() {
+		bctx.Release()
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
+		s.called(ctx, "get", start, probe, err)
 	}()
 	return s.remote.Get(bctx, key)
+}
+
+// allow asks the breaker whether a remote call may go through, counting
+// the calls it skips; probe says the call is an open breaker's probe.
+func (s *state) allow() (probe, ok bool) {
+	if s.breaker == nil {
+		return false, true
+	}
+	ok, probe = s.breaker.allow()
+	if !ok {
+		s.stats.backendSkips.Add(1)
+	}
+	return probe, ok
+}
+
+// called tells the breaker and the observer how a remote call went.
+func (s *state) called(ctx context.Context, name string, start int64, probe bool, err error) {
+	if s.breaker != nil {
+		s.breaker.done(probe, err, isFault(ctx, err))
+	}
+	if s.observer != nil {
+		s.observed(ctx, name, start, err)
+	}
 }
 
 // safely runs op, turning a panic into an error.
@@ -774,11 +911,17 @@ func (s *state) decode(payload []byte, v any) (err error) {
 
 // report sends a fault to OnError. A panic of the hook is recovered and
 // logged: it must not take the process down from a background goroutine.
+// A call the open breaker skipped is not a fault: the breaker reported
+// the one that opened it.
 func (s *state) report(ctx context.Context, op, key string, err error) {
+	if err == ErrBreakerOpen {
+		return
+	}
 	s.fault(ctx, &BackendError{Op: op, Key: key, Err: err})
 }
 
 func (s *state) fault(ctx context.Context, err error) {
+	s.stats.faults.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
 			logError(ctx, fmt.Errorf("memo: OnError panicked: %v (reporting %w)", r, err))
@@ -874,7 +1017,7 @@ func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
 	if s.remote == nil {
 		return nil
 	}
-	err := s.call(ctx, s.timeout, func(bctx context.Context) error { return s.remote.Delete(bctx, key) })
+	err := s.call(ctx, s.timeout, "delete", func(bctx context.Context) error { return s.remote.Delete(bctx, key) })
 	s.publish(ctx, key)
 	if err != nil {
 		return &BackendError{Op: "delete", Key: key, Err: err}
@@ -905,7 +1048,7 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 	if !ok {
 		return ErrClearUnsupported
 	}
-	err := c.Clear(ctx, s.nsKey)
+	err := s.call(ctx, 0, "clear", func(ctx context.Context) error { return c.Clear(ctx, s.nsKey) })
 	s.publish(ctx, "")
 	if err != nil {
 		return &BackendError{Op: "clear", Key: s.nsKey, Err: err}
@@ -925,7 +1068,7 @@ func (s *state) publish(ctx context.Context, key string) {
 	if key != "" {
 		inv.ID = key[len(s.nsKey)+1:]
 	}
-	if err := s.call(ctx, s.timeout, func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
+	if err := s.call(ctx, s.timeout, "publish", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
 		s.report(ctx, "publish", key, err)
 	}
 }
@@ -1026,7 +1169,8 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 		}
 	}
 	if key == "" {
-		res := f.run(ctx, s, key, a)
+		s.stats.bypasses.Add(1)
+		res := f.run(ctx, s, key, a, ReasonBypass)
 		if res.err != nil {
 			return nil, res.err
 		}
@@ -1045,6 +1189,7 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 			switch {
 			case it.kind != kindValue:
 				if err := s.remembered(it.kind, it.payload()); err != nil {
+					s.stats.negativeHits.Add(1)
 					e.Payload = nil
 					return &e, err
 				}
@@ -1052,24 +1197,28 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 				if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
 					f.refresh(ctx, s, key, a, it.storedAt)
 				}
+				s.stats.hit()
 				return s.windows(&e), nil
 			case now-it.freshMono < int64(s.swr):
 				e.Stale = true
 				f.refresh(ctx, s, key, a, it.storedAt)
+				s.stats.staleHits.Add(1)
 				return s.windows(&e), nil
 			}
 		}
 	}
-	res, _, err := f.fetch(ctx, s, key, a, mode, false)
+	res, first, err := f.fetch(ctx, s, key, a, mode, false)
 	if err != nil {
+		s.stats.misses.Add(1)
 		return nil, err
 	}
 	if res.refresh {
 		f.refresh(ctx, s, key, a, res.entry.meta.storedAt)
 	}
 	if res.fallback != nil && mode != Refresh {
-		res = *res.fallback
+		res, first = *res.fallback, false
 	}
+	s.count(&res.entry, res.err, first, res.waited)
 	if res.err != nil {
 		if res.entry.Hit { // a remembered error: its entry says how fresh it is
 			e := res.entry
@@ -1183,7 +1332,7 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 	}
 	if l := s.leaser(); l != nil {
 		// A lease taken before Set must not fence a write after it.
-		if err := s.call(ctx, s.timeout, func(bctx context.Context) error { return l.Void(bctx, key) }); err != nil {
+		if err := s.call(ctx, s.timeout, "lease", func(bctx context.Context) error { return l.Void(bctx, key) }); err != nil {
 			return &BackendError{Op: "lease", Key: key, Err: err}
 		}
 	}

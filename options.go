@@ -3,7 +3,6 @@ package memo
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"reflect"
 	"slices"
 	"sync"
@@ -48,6 +47,11 @@ type config struct {
 	localTTL       time.Duration // bounds a local copy of a remote entry
 	lease          time.Duration // Lease ttl; 0: off
 	leaseWait      time.Duration // LeaseWait; 0: the lease ttl
+
+	// Operations (observe.go, breaker.go).
+	observer         Observer      // Observe; nil: none
+	breakerThreshold int           // Breaker; 0: off
+	breakerCooldown  time.Duration // Breaker
 }
 
 // DefaultTimeout bounds each backend call unless [Timeout] says otherwise.
@@ -136,8 +140,10 @@ func Timeout(d time.Duration) Option {
 // cache faults (backend errors and timeouts, entries that cannot be
 // decoded, answers that cannot be encoded or are too large to store, keys
 // that cannot be built), each a *[BackendError], and panics of fn that no
-// caller was left to receive, each a *[PanicError]. The default logs each
-// at slog.LevelWarn on slog.Default().
+// caller was left to receive, each a *[PanicError]. The default logs them
+// at slog.LevelWarn on slog.Default(), throttled: the first fault of a kind
+// at once, then at most one line per [LogInterval] saying how many it
+// stood for. Every fault counts in [Stats].Faults either way.
 //
 // The hook runs on the goroutine that met the fault: the caller's, or the
 // goroutine that runs a shared computation, with a context that keeps the
@@ -243,6 +249,9 @@ func resolve(own []Option) config {
 
 		refreshTimeout: DefaultRefreshTimeout,
 		localTTL:       DefaultLocalTTL,
+
+		breakerThreshold: DefaultBreakerThreshold,
+		breakerCooldown:  DefaultBreakerCooldown,
 	}
 	if d := defaults.Load(); d != nil {
 		for _, o := range *d {
@@ -259,8 +268,4 @@ func resolve(own []Option) config {
 		c.onError = logError
 	}
 	return c
-}
-
-func logError(ctx context.Context, err error) {
-	slog.Default().LogAttrs(ctx, slog.LevelWarn, "memo: cache fault (answer served from fn)", slog.Any("err", err))
 }

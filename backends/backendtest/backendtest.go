@@ -84,7 +84,8 @@ func ns(t testing.TB, name string) string { return testenv.NS(t, name) }
 // cancelled contexts (every method must return an error wrapping
 // context.Canceled), and that Set does not retain its value; then memo over
 // the backend ([RunMemo]) as the subtest "Memo", and memo's freshness
-// options over it ([RunFreshness]) as the subtest "Freshness". Zero fields of o take
+// options over it ([RunFreshness]) as the subtest "Freshness", and its
+// counters and Observer ([RunStats]) as the subtest "Stats". Zero fields of o take
 // their documented defaults. Run takes a few seconds (it waits for values
 // to expire) and fails t's subtests on any deviation.
 func Run(t *testing.T, f Factory, o Options) {
@@ -112,6 +113,7 @@ func Run(t *testing.T, f Factory, o Options) {
 	}
 	t.Run("Memo", func(t *testing.T) { RunMemo(t, f, o) })
 	t.Run("Freshness", func(t *testing.T) { RunFreshness(t, f, o) })
+	t.Run("Stats", func(t *testing.T) { RunStats(t, f, o) })
 	if _, ok := f(t).(memo.Leaser); ok {
 		t.Run("Lease", func(t *testing.T) { RunLeaser(t, f, o) })
 	}

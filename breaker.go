@@ -1,0 +1,185 @@
+package memo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Circuit breaker defaults (see [Breaker]).
+const (
+	DefaultBreakerThreshold = 5
+	DefaultBreakerCooldown  = 500 * time.Millisecond
+)
+
+// ErrBreakerOpen is wrapped by the error of a remote-tier operation that
+// memo skipped because the backend's circuit [Breaker] was open:
+// [Func.Forget], [Func.Clear] and [Func.Set] return it in a *[BackendError]
+// (the remote tier was not changed). Call and Lookup never see it: a
+// skipped read is a miss and a skipped write is not reported.
+var ErrBreakerOpen = errors.New("memo: circuit breaker open: backend skipped")
+
+// Breaker tunes the circuit breaker in front of the remote tier, which is
+// on by default (threshold [DefaultBreakerThreshold], cooldown
+// [DefaultBreakerCooldown]). After threshold consecutive faults of backend
+// calls (errors and timeouts; not a caller's own cancellation, nor a value
+// too large to store) the breaker opens: calls skip the backend (fn
+// answers them, or the local tier in front of it) and cost nothing for it.
+// Once cooldown has passed, one call goes through as a probe: its success
+// closes the breaker, its fault keeps it open for another cooldown. Every
+// function using one backend with the same settings shares one breaker.
+// State changes are logged (slog.Default, WARN on open, INFO on close) and
+// sent to the [Observer]. Breaker(0, 0) turns it off; a negative threshold,
+// or a positive one with a cooldown that is not positive, panics.
+func Breaker(threshold int, cooldown time.Duration) Option {
+	switch {
+	case threshold < 0:
+		panic(fmt.Sprintf("memo: Breaker(%d, %v): negative threshold", threshold, cooldown))
+	case threshold == 0 && cooldown != 0:
+		panic(fmt.Sprintf("memo: Breaker(0, %v): the breaker is off; say Breaker(0, 0)", cooldown))
+	case threshold > 0 && cooldown <= 0:
+		panic(fmt.Sprintf("memo: Breaker(%d, %v): cooldown must be positive", threshold, cooldown))
+	}
+	return Option{"Breaker", func(c *config) { c.breakerThreshold, c.breakerCooldown = threshold, cooldown }}
+}
+
+// breaker is a circuit breaker in front of one backend.
+//
+// Closed (open false), every call goes through; a fault adds to fails, a
+// success resets it; fails reaching threshold opens it. Open, calls are
+// skipped until cooldown has passed since openedAt; then the first call to
+// win probing goes through: its success closes the breaker, its fault sets
+// openedAt anew. Any success closes it (a call that started before it
+// opened included). The fields are atomics: allow and done take no lock.
+// mu guards watchers only.
+type breaker struct {
+	threshold int64
+	cooldown  int64
+	clock     clock
+	backend   string // the backend's type, for logs and observers
+
+	open     atomic.Bool
+	fails    atomic.Int64 // consecutive faults
+	openedAt atomic.Int64 // clock.Mono() when it opened or a probe failed
+	probing  atomic.Bool  // a probe is under way
+
+	mu       sync.Mutex
+	watchers map[any]func(BreakerChange) // by function: its observer
+}
+
+type breakerKey struct {
+	b         Backend
+	threshold int
+	cooldown  time.Duration
+	clock     clock
+}
+
+var breakers sync.Map // breakerKey → *breaker
+
+// breakerFor returns the breaker of backend b with these settings, shared
+// when b can be a map key; nil when the breaker is off.
+func breakerFor(b Backend, threshold int, cooldown time.Duration, c clock) *breaker {
+	if b == nil || threshold <= 0 {
+		return nil
+	}
+	nb := &breaker{threshold: int64(threshold), cooldown: int64(cooldown), clock: c, backend: fmt.Sprintf("%T", b)}
+	if !reflect.TypeOf(b).Comparable() || !reflect.TypeOf(c).Comparable() {
+		return nb
+	}
+	got, _ := breakers.LoadOrStore(breakerKey{b, threshold, cooldown, c}, nb)
+	return got.(*breaker)
+}
+
+// allow says whether a call may go to the backend, and whether it is the
+// probe of an open breaker.
+func (b *breaker) allow() (ok, probe bool) {
+	if !b.open.Load() {
+		return true, false
+	}
+	if b.clock.Mono()-b.openedAt.Load() < b.cooldown {
+		return false, false
+	}
+	if b.probing.CompareAndSwap(false, true) {
+		return true, true
+	}
+	return false, false
+}
+
+// done records a call's outcome: a fault, a success (err nil), or neither.
+func (b *breaker) done(probe bool, err error, fault bool) {
+	if probe {
+		defer b.probing.Store(false)
+	}
+	if !fault {
+		if err == nil {
+			if b.fails.Load() != 0 {
+				b.fails.Store(0)
+			}
+			if b.open.Load() && b.open.CompareAndSwap(true, false) {
+				b.changed(false, nil)
+			}
+		}
+		return
+	}
+	n := b.fails.Add(1)
+	if probe || b.open.Load() {
+		b.openedAt.Store(b.clock.Mono())
+		return
+	}
+	if n >= b.threshold {
+		b.openedAt.Store(b.clock.Mono())
+		if b.open.CompareAndSwap(false, true) {
+			b.changed(true, err)
+		}
+	}
+}
+
+// changed logs a change of state and tells the observers.
+func (b *breaker) changed(open bool, err error) {
+	ctx := context.Background()
+	if open {
+		slog.Default().LogAttrs(ctx, slog.LevelWarn, "memo: backend circuit breaker opened: calls skip the backend until a probe succeeds",
+			slog.String("backend", b.backend), slog.Int64("faults", b.threshold), slog.Duration("cooldown", time.Duration(b.cooldown)), slog.Any("err", err))
+	} else {
+		slog.Default().LogAttrs(ctx, slog.LevelInfo, "memo: backend circuit breaker closed: the backend answers again", slog.String("backend", b.backend))
+	}
+	b.mu.Lock()
+	ws := make([]func(BreakerChange), 0, len(b.watchers))
+	for _, w := range b.watchers {
+		ws = append(ws, w)
+	}
+	b.mu.Unlock()
+	at := time.Now()
+	for _, w := range ws {
+		observing(func() { w(BreakerChange{Open: open, Err: err, At: at, Backend: b.backend}) })
+	}
+}
+
+// watch sends the breaker's changes to a function's observer (nil: none).
+func (b *breaker) watch(f any, ns string, o Observer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if o == nil {
+		delete(b.watchers, f)
+		return
+	}
+	if b.watchers == nil {
+		b.watchers = make(map[any]func(BreakerChange))
+	}
+	b.watchers[f] = func(c BreakerChange) {
+		c.Namespace = ns
+		o.BreakerChange(c)
+	}
+}
+
+// isFault says whether a backend call's error counts against the backend:
+// not a caller's own cancellation, nor a value the store refuses for its
+// size.
+func isFault(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() == nil && !errors.Is(err, ErrTooLarge)
+}
