@@ -577,6 +577,10 @@ func TestPanics(t *testing.T) {
 		{"bad Vary", func() { Vary("a:b") }},
 		{"nil ErrorStatus", func() { ErrorStatus(nil) }},
 		{"nil ErrorLog", func() { ErrorLog(nil) }},
+		{"IgnoreCredentials and PerUser", func() { Handler(f, PathString("id"), IgnoreCredentials(), PerUser()) }},
+		{"nil ErrorBody", func() { ErrorBody(nil) }},
+		{"bad ContentType", func() { ContentType("text/html; charset") }},
+		{"Error with a 2xx", func() { _ = Error(200, "ok") }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
