@@ -184,3 +184,44 @@ func (t *localTier) bumpAll() {
 		t.seqs[i].Add(1)
 	}
 }
+
+// An Announcer is a [Backend] that can publish an [Invalidation] in the
+// same round trip as the write or delete it follows, rather than memo
+// calling [Invalidator.Publish] after it: one round trip where there were
+// two, and no window in which the write has landed and the message not
+// left. redisbackend.Backend is one, given the PubSub it shares a client
+// with (redisbackend.Announce).
+type Announcer interface {
+	// Announces reports whether the backend publishes through inv itself.
+	// memo asks once per configuration, for the Invalidator of the
+	// function's LocalTier, and uses WriteAnnounce only when it says so.
+	Announces(inv Invalidator) bool
+	// WriteAnnounce does w as the backend's method for w.Op would (Set,
+	// Leaser.SetFenced, Delete, Clearer.Clear) and publishes inv as
+	// inv's Invalidator would, in one round trip where it can. For
+	// OpSetFenced, stored is SetFenced's result and inv is published only
+	// when it stored; for the other ops stored is err == nil, and inv is
+	// published whether or not the write succeeded where that costs no
+	// extra round trip.
+	WriteAnnounce(ctx context.Context, w Write, inv Invalidation) (stored bool, err error)
+}
+
+// Write is a write or delete memo asks an [Announcer] for.
+type Write struct {
+	Op    WriteOp
+	Key   string        // the key; for OpClear, the namespace key
+	Value []byte        // OpSet, OpSetFenced: the bytes to store
+	TTL   time.Duration // OpSet, OpSetFenced: as Backend.Set's ttl
+	Token string        // OpSetFenced: the lease token
+}
+
+// WriteOp is the kind of a [Write].
+type WriteOp uint8
+
+// The kinds of [Write].
+const (
+	OpSet       WriteOp = iota + 1 // Backend.Set
+	OpSetFenced                    // Leaser.SetFenced
+	OpDelete                       // Backend.Delete
+	OpClear                        // Clearer.Clear
+)

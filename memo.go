@@ -46,6 +46,7 @@ type state struct {
 	ns       string                             // the function's namespace
 	stats    *counters                          // the function's
 	breaker  *breaker                           // in front of remote; nil: none
+	announce Announcer                          // remote, when it publishes the local tier's invalidations
 	nsKey    string                             // prefix:namespace
 	localNS  string                             // the local tier's short name for nsKey
 	sysClock bool                               // clock is the system's
@@ -150,6 +151,9 @@ func (f *Func[A, R]) load() *state {
 	}
 	if s.observer != nil {
 		f.attach(s.observer)
+	}
+	if a, ok := s.remote.(Announcer); ok && s.local != nil && s.local.inv != nil && a.Announces(s.local.inv) {
+		s.announce = a
 	}
 	f.st.Store(s)
 	return s
@@ -603,8 +607,9 @@ func (f *Func[A, R]) store(ctx context.Context, s *state, key string, res *resul
 // skipRemote), sets Entry.Stored, and returns why a write failed.
 func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, seq uint64) error {
 	var werr error
-	stored := false
+	stored, announced := false, false
 	if s.remote != nil && !skipRemote {
+		announced = s.announce != nil
 		ttl := time.Duration(0)
 		if m := res.entry.meta; m.staleUntil != 0 {
 			ttl = time.Duration(m.staleUntil - m.storedAt)
@@ -613,7 +618,11 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 			res.token = ""
 			werr = s.call(ctx, s.timeout, "set", func(bctx context.Context) error {
 				var err error
-				stored, err = s.leaser().SetFenced(bctx, key, res.entry.raw, ttl, token)
+				if announced {
+					stored, err = s.announce.WriteAnnounce(bctx, Write{Op: OpSetFenced, Key: key, Value: res.entry.raw, TTL: ttl, Token: token}, s.invalidation(key))
+				} else {
+					stored, err = s.leaser().SetFenced(bctx, key, res.entry.raw, ttl, token)
+				}
 				return err
 			})
 			if !stored {
@@ -624,6 +633,10 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 			}
 		} else {
 			werr = s.call(ctx, s.timeout, "set", func(bctx context.Context) error {
+				if announced {
+					_, err := s.announce.WriteAnnounce(bctx, Write{Op: OpSet, Key: key, Value: res.entry.raw, TTL: ttl}, s.invalidation(key))
+					return err
+				}
 				return s.remote.Set(bctx, key, res.entry.raw, ttl)
 			})
 			stored = werr == nil
@@ -636,7 +649,7 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 			werr = lerr
 		}
 	}
-	if stored && s.remote != nil {
+	if stored && s.remote != nil && !announced {
 		s.publish(ctx, key)
 	}
 	res.entry.Stored = stored
@@ -1017,8 +1030,16 @@ func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
 	if s.remote == nil {
 		return nil
 	}
-	err := s.call(ctx, s.timeout, "delete", func(bctx context.Context) error { return s.remote.Delete(bctx, key) })
-	s.publish(ctx, key)
+	err := s.call(ctx, s.timeout, "delete", func(bctx context.Context) error {
+		if s.announce != nil {
+			_, err := s.announce.WriteAnnounce(bctx, Write{Op: OpDelete, Key: key}, s.invalidation(key))
+			return err
+		}
+		return s.remote.Delete(bctx, key)
+	})
+	if s.announce == nil {
+		s.publish(ctx, key)
+	}
 	if err != nil {
 		return &BackendError{Op: "delete", Key: key, Err: err}
 	}
@@ -1048,8 +1069,16 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 	if !ok {
 		return ErrClearUnsupported
 	}
-	err := s.call(ctx, 0, "clear", func(ctx context.Context) error { return c.Clear(ctx, s.nsKey) })
-	s.publish(ctx, "")
+	err := s.call(ctx, 0, "clear", func(ctx context.Context) error {
+		if s.announce != nil {
+			_, err := s.announce.WriteAnnounce(ctx, Write{Op: OpClear, Key: s.nsKey}, s.invalidation(""))
+			return err
+		}
+		return c.Clear(ctx, s.nsKey)
+	})
+	if s.announce == nil {
+		s.publish(ctx, "")
+	}
 	if err != nil {
 		return &BackendError{Op: "clear", Key: s.nsKey, Err: err}
 	}
@@ -1064,13 +1093,20 @@ func (s *state) publish(ctx context.Context, key string) {
 	if s.local == nil || s.local.inv == nil {
 		return
 	}
+	inv := s.invalidation(key)
+	if err := s.call(ctx, s.timeout, "publish", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
+		s.report(ctx, "publish", key, err)
+	}
+}
+
+// invalidation is the message that says key (a key of this namespace;
+// "": all of them) was written or dropped.
+func (s *state) invalidation(key string) Invalidation {
 	inv := Invalidation{Origin: s.local.id, Namespace: s.nsKey}
 	if key != "" {
 		inv.ID = key[len(s.nsKey)+1:]
 	}
-	if err := s.call(ctx, s.timeout, "publish", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
-		s.report(ctx, "publish", key, err)
-	}
+	return inv
 }
 
 // localSeq returns key's invalidation count in the local tier (0 without
