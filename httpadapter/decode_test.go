@@ -3,10 +3,13 @@ package httpadapter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -16,21 +19,44 @@ import (
 
 // echo serves a memoized identity function of A at pattern, decoded by
 // decode, on a real server.
-func echo[A any](t *testing.T, pattern string, decode func(*http.Request) (A, error)) *httptest.Server {
+func echo[A any](t *testing.T, pattern string, decode func(*http.Request) (A, error), opts ...Option) *httptest.Server {
 	t.Helper()
 	f := memo.New(func(ctx context.Context, a A) (A, error) { return a, nil },
-		memo.Namespace("test.decode."+strings.NewReplacer("/", ".", " ", ".", "{", "", "}", "").Replace(pattern)), memo.WithBackend(memory.New()))
+		memo.Namespace("test.decode."+t.Name()+"."+strings.NewReplacer("/", ".", " ", ".", "{", "", "}", "").Replace(pattern)), memo.WithBackend(memory.New()))
 	mux := http.NewServeMux()
-	mux.Handle(pattern, Handler(f, decode))
+	mux.Handle(pattern, Handler(f, decode, opts...))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
 }
 
+// errLog collects what a handler passes to ErrorLog.
+type errLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errLog) option() Option {
+	return ErrorLog(func(_ *http.Request, err error) { l.mu.Lock(); l.errs = append(l.errs, err); l.mu.Unlock() })
+}
+
+func (l *errLog) take() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.errs
+	l.errs = nil
+	return e
+}
+
 func TestPathDecoders(t *testing.T) {
+	var log errLog
 	sSrv := echo(t, "GET /s/{name}", PathString("name"))
 	nSrv := echo(t, "GET /n/{id}", PathInt64("id"))
-	wrong := echo(t, "GET /wrong/{other}", PathInt64("id"))
+	rest := echo(t, "GET /r/{path...}", PathString("path"))
+	// A decoder asking for a wildcard its route lacks: the programmer's
+	// error, a 500 and a log line, never the client's 400.
+	wrong := echo(t, "GET /wrong/{other}", PathInt64("id"), log.option())
+	wrongS := echo(t, "GET /wrongs/{other}", PathString("id"), log.option())
 	cases := []struct {
 		srv    *httptest.Server
 		path   string
@@ -45,13 +71,51 @@ func TestPathDecoders(t *testing.T) {
 		{nSrv, "/n/9223372036854775808", 400, "Bad Request: path parameter \"id\" is not a 64-bit integer\n"},
 		{nSrv, "/n/x1", 400, "Bad Request: path parameter \"id\" is not a 64-bit integer\n"},
 		{nSrv, "/n/1.5", 400, "Bad Request: path parameter \"id\" is not a 64-bit integer\n"},
-		{wrong, "/wrong/1", 400, "Bad Request: path parameter \"id\" is missing\n"},
+		{rest, "/r/a/b", 200, `"a/b"`},
+		{rest, "/r/", 400, "Bad Request: path parameter \"path\" is missing\n"},
+		{wrong, "/wrong/1", 500, "Internal Server Error\n"},
+		{wrongS, "/wrongs/x", 500, "Internal Server Error\n"},
 	}
 	for _, c := range cases {
 		r := doReq(t, c.srv.Client(), "GET", c.srv.URL+c.path)
 		if r.status != c.status || r.body != c.body {
 			t.Errorf("GET %s = %v %q, want %v %q", c.path, r.status, r.body, c.status, c.body)
 		}
+	}
+	errs := log.take()
+	if len(errs) != 2 {
+		t.Fatalf("ErrorLog got %d errors, want 2 (one per request to a wrong route): %v", len(errs), errs)
+	}
+	for i, err := range errs {
+		var re *RouteError
+		if !errors.As(err, &re) || re.Wildcard != "id" || !strings.Contains(re.Pattern, "/{other}") {
+			t.Errorf("logged error %d = %#v, want a *RouteError for wildcard id and a pattern with {other}", i, err)
+		}
+	}
+}
+
+// TestPathNoPattern: a router that sets neither the pattern nor the path
+// values (gin.WrapH without the shim) is a RouteError too.
+func TestPathNoPattern(t *testing.T) {
+	req := httptest.NewRequest("GET", "/users/7", nil)
+	for name, decode := range map[string]func(*http.Request) error{
+		"PathString": func(r *http.Request) error { _, err := PathString("id")(r); return err },
+		"PathInt64":  func(r *http.Request) error { _, err := PathInt64("id")(r); return err },
+		"Request": func(r *http.Request) error {
+			_, err := Request[struct {
+				ID int `path:"id"`
+			}]()(r)
+			return err
+		},
+	} {
+		var re *RouteError
+		if err := decode(req); !errors.As(err, &re) || re.Pattern != "" || re.HTTPStatus() != 500 {
+			t.Errorf("%s(no pattern, no value) = %v, want a *RouteError with an empty Pattern", name, err)
+		}
+	}
+	req.SetPathValue("id", "7")
+	if n, err := PathInt64("id")(req); n != 7 || err != nil {
+		t.Errorf("PathInt64(SetPathValue id=7, no pattern) = %v, %v, want 7, nil", n, err)
 	}
 }
 
@@ -121,7 +185,7 @@ func TestQuery(t *testing.T) {
 
 func TestQueryPanics(t *testing.T) {
 	type badType struct {
-		F float64 `query:"f"`
+		F complex128 `query:"f"`
 	}
 	type unexported struct {
 		f string `query:"f"`
@@ -150,5 +214,49 @@ func TestQueryPanics(t *testing.T) {
 			}()
 			fn()
 		})
+	}
+}
+
+// TestQueryTypes: Query takes lists, floats and times, which panicked at
+// construction before it became a form of Request.
+func TestQueryTypes(t *testing.T) {
+	type q struct {
+		Tags  []string      `query:"tag"`
+		IDs   []int         `query:"id"`
+		Score float64       `query:"score"`
+		Since time.Time     `query:"since"`
+		Wait  time.Duration `query:"wait"`
+		Page  int           `query:"page" default:"1"`
+		Head  string        `header:"X-Ignored"` // Query reads only query tags
+	}
+	srv := echo(t, "GET /q", Query[q]())
+	cases := []struct {
+		query  string
+		status int
+		want   q
+	}{
+		{"tag=a&tag=b&id=3&id=1&score=2.5&since=2026-12-03T10:00:00Z&wait=1m30s", 200,
+			q{Tags: []string{"a", "b"}, IDs: []int{3, 1}, Score: 2.5, Since: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC), Wait: 90 * time.Second, Page: 1}},
+		{"page=3", 200, q{Page: 3}},
+		{"score=NaN", 400, q{}},
+		{"id=1&id=x", 400, q{}},
+		{"since=yesterday", 400, q{}},
+	}
+	for _, c := range cases {
+		r := doReq(t, srv.Client(), "GET", srv.URL+"/q?"+c.query, "X-Ignored", "h")
+		if r.status != c.status {
+			t.Errorf("?%s: status = %v, want %v (%s)", c.query, r.status, c.status, r.body)
+			continue
+		}
+		if c.status != 200 {
+			continue
+		}
+		var got q // memo.JSON writes a Duration as text
+		if err := memo.JSON.Unmarshal([]byte(r.body), &got); err != nil {
+			t.Fatalf("?%s: %v in %s", c.query, err, r.body)
+		}
+		if diff := cmp.Diff(c.want, got); diff != "" {
+			t.Errorf("?%s (-want +got):\n%s", c.query, diff)
+		}
 	}
 }
