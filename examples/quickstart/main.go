@@ -9,10 +9,12 @@
 //	curl -X DELETE http://127.0.0.1:8080/users/42  # forget the entry
 //	curl -i http://127.0.0.1:8080/users/9999  # 404 after ~300 ms; again: 404 from the cache
 //	curl -i http://127.0.0.1:8080/squares?n=12     # a plain memoized function
+//	curl http://127.0.0.1:8080/debug/memo          # hits, misses, ... of each function
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -69,7 +71,13 @@ func square(ctx context.Context, n int64) (int64, error) {
 	return n * n, nil
 }
 
-var getSquare = memo.Wrap(square, memo.Expire(10*time.Second))
+// squares memoizes square; getSquare is its Call, a function of square's
+// own type (memo.Wrap(square, ...) gives just that, when Stats and Forget
+// are not wanted).
+var (
+	squares   = memo.New(square, memo.Expire(10*time.Second))
+	getSquare = squares.Call
+)
 
 func main() {
 	addr := os.Getenv("ADDR")
@@ -125,6 +133,14 @@ func newMux(users *memo.Func[int64, User]) *http.ServeMux {
 			return
 		}
 		fmt.Fprintf(w, "%d squared is %d (answered in %v)\n", n, sq, time.Since(start).Round(time.Millisecond))
+	})
+	// What each function's cache did since start: watch hits and misses
+	// move as you curl the endpoints above.
+	mux.HandleFunc("GET /debug/memo", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(map[string]memo.Stats{"users": users.Stats(), "squares": squares.Stats()})
 	})
 	return mux
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/gomemo/memo"
 	"github.com/gomemo/memo/backends/memory"
@@ -60,5 +63,20 @@ func TestQuickstart(t *testing.T) {
 	sq, b := get("/squares?n=12")
 	if sq.StatusCode != 200 || len(b) < len("12 squared is 144") || b[:17] != "12 squared is 144" {
 		t.Fatalf("GET /squares?n=12 = %d %q", sq.StatusCode, b)
+	}
+	// /debug/memo shows what the calls above did to the users cache: a
+	// miss and two hits for user 42 (the 304 was a hit), a miss and a
+	// negative hit for the missing user.
+	dbg, b := get("/debug/memo")
+	var stats map[string]memo.Stats
+	if err := json.Unmarshal([]byte(b), &stats); dbg.StatusCode != 200 || err != nil {
+		t.Fatalf("GET /debug/memo = %d %q (%v)", dbg.StatusCode, b, err)
+	}
+	want := memo.Stats{Hits: 2, Misses: 2, NegativeHits: 1, Computations: 2, Errors: 1}
+	if diff := cmp.Diff(want, stats["users"]); diff != "" {
+		t.Errorf("GET /debug/memo: users (-want +got):\n%s", diff)
+	}
+	if got := stats["squares"]; got.Misses+got.Hits == 0 {
+		t.Errorf("GET /debug/memo: squares = %+v, want the /squares call counted", got)
 	}
 }
