@@ -58,7 +58,7 @@ func burst(t *testing.T, n int, memoOpts []memo.Option, adapter []Option, hdr fu
 	return recs, calls.Load()
 }
 
-func same(pairs ...string) func(int) []string { return func(int) []string { return pairs } }
+func sameHeaders(pairs ...string) func(int) []string { return func(int) []string { return pairs } }
 
 // TestBurstsShareOneRun: 20 concurrent requests run fn once whatever
 // makes them compute: a miss, request directives (no-store included:
@@ -76,14 +76,14 @@ func TestBurstsShareOneRun(t *testing.T) {
 		x       string // X-Cache of every answer ("" for any)
 		cc      string // Cache-Control of every answer ("" for any)
 	}{
-		{"miss", nil, same(), 1, "", ""},
-		{"no-store", nil, same("Cache-Control", "no-store"), 1, "BYPASS", "no-store"},
-		{"no-cache", nil, same("Cache-Control", "no-cache"), 1, "MISS", ""},
-		{"max-age=0", nil, same("Cache-Control", "max-age=0"), 1, "MISS", ""},
-		{"Pragma", nil, same("Pragma", "no-cache"), 1, "MISS", ""},
-		{"same cookie", nil, same("Cookie", "_ga=GA1.2.3"), 1, "BYPASS", "no-store"},
-		{"same Authorization", nil, same("Authorization", "Bearer alice"), 1, "BYPASS", "no-store"},
-		{"same cookie, no-store", nil, same("Cookie", "_ga=GA1.2.3", "Cache-Control", "no-store"), 1, "BYPASS", "no-store"},
+		{"miss", nil, sameHeaders(), 1, "", ""},
+		{"no-store", nil, sameHeaders("Cache-Control", "no-store"), 1, "BYPASS", "no-store"},
+		{"no-cache", nil, sameHeaders("Cache-Control", "no-cache"), 1, "MISS", ""},
+		{"max-age=0", nil, sameHeaders("Cache-Control", "max-age=0"), 1, "MISS", ""},
+		{"Pragma", nil, sameHeaders("Pragma", "no-cache"), 1, "MISS", ""},
+		{"same cookie", nil, sameHeaders("Cookie", "_ga=GA1.2.3"), 1, "BYPASS", "no-store"},
+		{"same Authorization", nil, sameHeaders("Authorization", "Bearer alice"), 1, "BYPASS", "no-store"},
+		{"same cookie, no-store", nil, sameHeaders("Cookie", "_ga=GA1.2.3", "Cache-Control", "no-store"), 1, "BYPASS", "no-store"},
 		{"two users", nil, func(i int) []string { return []string{"Authorization", fmt.Sprint("Bearer user", i%2)} }, 2, "BYPASS", "no-store"},
 		{"20 analytics cookies, IgnoreCredentials", []Option{IgnoreCredentials()},
 			func(i int) []string { return []string{"Cookie", fmt.Sprint("_ga=", i)} }, 1, "", "private, max-age=60"},

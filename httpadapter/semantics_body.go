@@ -32,6 +32,7 @@ type Responder interface {
 // shape is how a handler turns an entry into a body.
 type shape struct {
 	raw       bool // a string or []byte result, served as is
+	str       bool // raw, and a string: its JSON is a quoted string
 	responder bool // R or *R implements Responder
 }
 
@@ -42,7 +43,8 @@ func shapeOf[R any](raw bool) shape {
 	t := reflect.TypeFor[R]()
 	var s shape
 	if raw {
-		s.raw = t.Kind() == reflect.String || t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8
+		s.str = t.Kind() == reflect.String
+		s.raw = s.str || t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8
 	}
 	rt := reflect.TypeFor[Responder]()
 	s.responder = t.Implements(rt) || reflect.PointerTo(t).Implements(rt)
@@ -94,7 +96,7 @@ func (h *handler[A, R]) render(e *memo.Entry) (answer, error) {
 		return answer{body: e.Payload, etag: e.ETag(), ctype: h.ctype, status: http.StatusOK}, nil
 	}
 	key := e.ETag()
-	if json && h.shape.raw && !h.shape.responder {
+	if json && h.shape.str && !h.shape.responder {
 		// A JSON string with no escape is its own text between quotes.
 		if p := e.Payload; len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' && bytes.IndexByte(p, '\\') < 0 {
 			return answer{body: p[1 : len(p)-1], etag: key, ctype: h.ctype, status: http.StatusOK}, nil
