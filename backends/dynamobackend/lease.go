@@ -150,6 +150,79 @@ func (b *Backend) Acquire(ctx context.Context, key string, ttl time.Duration) (s
 	return "", false, wrapErr(ctx, "lease", key, err)
 }
 
+// AcquireIfAbsent is [Backend.Acquire] for a caller whose read found no
+// entry: it takes the lease only while key holds no live value, in one
+// conditional UpdateItem (Acquire's first), so that a process whose read
+// missed just before another stored the answer does not take the lease and
+// run fn again. exists reports that a live value is there (read it); ok
+// false with exists false means another token holds the lease. The item's
+// state is taken from the failed condition's ReturnValuesOnConditionCheckFailure;
+// a server that does not return it (older DynamoDB-compatible servers) costs
+// one strongly consistent GetItem more, only when the condition fails.
+func (b *Backend) AcquireIfAbsent(ctx context.Context, key string, ttl time.Duration) (token string, ok, exists bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, false, fmt.Errorf("dynamobackend: lease %q: %w", key, err)
+	}
+	if ttl <= 0 {
+		return "", false, false, fmt.Errorf("dynamobackend: lease %q: ttl %v must be positive", key, ttl)
+	}
+	ns, id, err := splitKey(key)
+	if err != nil {
+		return "", false, false, fmt.Errorf("dynamobackend: lease %q: %w", key, err)
+	}
+	now := time.Now()
+	endSec, endMs := expiry(now, ttl)
+	token = newToken()
+	_, err = b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           &b.table,
+		Key:                                 itemKey(ns, id),
+		ConditionExpression:                 aws.String("(attribute_not_exists(#ns) OR #expms <= :now) AND (attribute_not_exists(#lms) OR #lms <= :now)"),
+		UpdateExpression:                    aws.String("SET #lease = :tok, #lms = :lms, #exp = :exp, #expms = :zero REMOVE #value"),
+		ExpressionAttributeNames:            names("#ns", "#expms", "#lease", "#lms", "#exp", "#value"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now": num(now.UnixMilli()), ":tok": str(token), ":lms": num(endMs),
+			":exp": num(endSec), ":zero": num(0),
+		},
+	})
+	if err == nil {
+		return token, true, false, nil
+	}
+	var ccf *types.ConditionalCheckFailedException
+	if !errors.As(err, &ccf) {
+		return "", false, false, wrapErr(ctx, "lease", key, err)
+	}
+	item := ccf.Item
+	if item == nil {
+		out, gerr := b.client.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:                &b.table,
+			Key:                      itemKey(ns, id),
+			ConsistentRead:           aws.Bool(true),
+			ProjectionExpression:     aws.String("#ns, #expms"),
+			ExpressionAttributeNames: names("#ns", "#expms"),
+		})
+		if gerr != nil {
+			return "", false, false, wrapErr(ctx, "lease", key, gerr)
+		}
+		item = out.Item
+	}
+	return "", false, liveValue(item, now.UnixMilli()), nil
+}
+
+// liveValue reports whether item holds a value that has not expired at
+// now (Unix milliseconds): a lease-only item (expiry 0) holds none.
+func liveValue(item map[string]types.AttributeValue, now int64) bool {
+	if item == nil || item[AttrNamespace] == nil {
+		return false
+	}
+	e, ok := item[AttrExpiryMillis].(*types.AttributeValueMemberN)
+	if !ok {
+		return true // no expiry
+	}
+	ms, err := strconv.ParseInt(e.Value, 10, 64)
+	return err == nil && ms > now
+}
+
 // SetFenced stores value under key for ttl (0: no expiry) only while token
 // holds key's lease, and ends the lease, with one PutItem conditioned on
 // the item's [AttrLease] being token and its [AttrLeaseMillis] not passed

@@ -950,10 +950,18 @@ func TestLeaseHolderKilled(t *testing.T) {
 	}
 }
 
+// leaseBackend is a backend with leases taken only while a key is absent
+// (redisbackend, dynamobackend).
+type leaseBackend interface {
+	memo.Backend
+	memo.Leaser
+	AcquireIfAbsent(ctx context.Context, key string, ttl time.Duration) (string, bool, bool, error)
+}
+
 // leaseHook wraps a Leaser backend, as one process sees it, to step a
 // race deterministically.
 type leaseHook struct {
-	*redisbackend.Backend
+	leaseBackend
 	afterGet      func()       // runs after a Get that followed a refused Acquire
 	anyGet        bool         // afterGet runs after the first Get, refused or not
 	afterFenced   func()       // runs after SetFenced
@@ -963,7 +971,7 @@ type leaseHook struct {
 }
 
 func (h *leaseHook) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
-	tok, ok, err := h.Backend.Acquire(ctx, key, ttl)
+	tok, ok, err := h.leaseBackend.Acquire(ctx, key, ttl)
 	if err == nil && !ok {
 		h.refused.Store(true)
 	}
@@ -974,7 +982,7 @@ func (h *leaseHook) Acquire(ctx context.Context, key string, ttl time.Duration) 
 }
 
 func (h *leaseHook) AcquireIfAbsent(ctx context.Context, key string, ttl time.Duration) (string, bool, bool, error) {
-	tok, ok, exists, err := h.Backend.AcquireIfAbsent(ctx, key, ttl)
+	tok, ok, exists, err := h.leaseBackend.AcquireIfAbsent(ctx, key, ttl)
 	if err == nil && !ok && !exists {
 		h.refused.Store(true)
 	}
@@ -985,7 +993,7 @@ func (h *leaseHook) AcquireIfAbsent(ctx context.Context, key string, ttl time.Du
 }
 
 func (h *leaseHook) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	v, ok, err := h.Backend.Get(ctx, key)
+	v, ok, err := h.leaseBackend.Get(ctx, key)
 	if h.afterGet != nil && (h.anyGet || h.refused.Load()) && h.hookedGetDone.CompareAndSwap(false, true) {
 		h.afterGet()
 	}
@@ -993,7 +1001,7 @@ func (h *leaseHook) Get(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 func (h *leaseHook) SetFenced(ctx context.Context, key string, value []byte, ttl time.Duration, token string) (bool, error) {
-	stored, err := h.Backend.SetFenced(ctx, key, value, ttl, token)
+	stored, err := h.leaseBackend.SetFenced(ctx, key, value, ttl, token)
 	if h.afterFenced != nil {
 		h.afterFenced()
 	}
@@ -1011,7 +1019,7 @@ func (h *leaseHook) SetFenced(ctx context.Context, key string, value []byte, ttl
 // with two Funcs on two backends standing for two processes. Before
 // 969f1d3, leaseFor ran fn on any granted Acquire, and this failed.
 func TestLeaseWaiterRecomputesAfterFill(t *testing.T) {
-	runLeaseFill(t, false, "its Acquire after a refused one and a missed read took a new lease although the "+
+	forLeaseFill(t, false, "its Acquire after a refused one and a missed read took a new lease although the "+
 		"holder's write had just landed (lease.go leaseFor: a granted Acquire after a refused one must read "+
 		"the key again before fn runs)")
 }
@@ -1025,7 +1033,7 @@ func TestLeaseWaiterRecomputesAfterFill(t *testing.T) {
 // is an Acquire told what the read saw (on Redis, one script comparing
 // the value's digest before SET NX: the same round trip).
 func TestLeaseFirstAcquireAfterFill(t *testing.T) {
-	runLeaseFill(t, true, "its first Acquire, just after a missed read, took a new lease although the holder's "+
+	forLeaseFill(t, true, "its first Acquire, just after a missed read, took a new lease although the holder's "+
 		"write had just landed (lease.go leaseFor: the first Acquire is not checked against the read; see "+
 		"docs/leases.md, Known issues)")
 }
@@ -1036,19 +1044,33 @@ func TestLeaseFirstAcquireAfterFill(t *testing.T) {
 // first after a refused Acquire without), the holder answers and writes,
 // before the waiter's next Acquire. The waiter must answer with the
 // holder's value without running fn.
-func runLeaseFill(t *testing.T, anyGet bool, why string) {
-	addr := env(t, "MEMO_REDIS_ADDR")
-	newBackend := func() *redisbackend.Backend {
-		c := redis.NewClient(redisOptions(addr))
-		t.Cleanup(func() { c.Close() })
-		pingRedis(t, c)
-		return redisbackend.New(c)
+func forLeaseFill(t *testing.T, anyGet bool, why string) {
+	for _, name := range []string{"redis", "dynamodb"} {
+		t.Run(name, func(t *testing.T) { runLeaseFill(t, name, anyGet, why) })
+	}
+}
+
+func runLeaseFill(t *testing.T, backend string, anyGet bool, why string) {
+	var newBackend func() leaseBackend
+	switch backend {
+	case "redis":
+		addr := env(t, "MEMO_REDIS_ADDR")
+		newBackend = func() leaseBackend {
+			c := redis.NewClient(redisOptions(addr))
+			t.Cleanup(func() { c.Close() })
+			pingRedis(t, c)
+			return redisbackend.New(c)
+		}
+	case "dynamodb":
+		c := newDynamo(env(t, "MEMO_DYNAMODB_ENDPOINT"))
+		table := newTable(t, c)
+		newBackend = func() leaseBackend { return dynamobackend.New(newDynamo(env(t, "MEMO_DYNAMODB_ENDPOINT")), table) }
 	}
 	ns := namespace("lease-refill")
 	holderGate, holderHeld, holderWrote := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	var holderRuns, waiterRuns atomic.Int64
-	hb := &leaseHook{Backend: newBackend(), afterFenced: func() { close(holderWrote) }}
-	wb := &leaseHook{Backend: newBackend(), anyGet: anyGet, afterGet: func() {
+	hb := &leaseHook{leaseBackend: newBackend(), afterFenced: func() { close(holderWrote) }}
+	wb := &leaseHook{leaseBackend: newBackend(), anyGet: anyGet, afterGet: func() {
 		// The waiter's read has missed; now the holder answers, and its
 		// fenced write ends the lease, before the waiter tries it again.
 		close(holderGate)
