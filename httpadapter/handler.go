@@ -2,11 +2,13 @@
 // way fastapi-cache's @cache decorator serves a FastAPI endpoint, with the
 // HTTP caching semantics that fastapi-cache gets wrong done right: quoted,
 // stable ETags; conditional requests (If-None-Match lists, "*", weak
-// comparison, If-Modified-Since) answered with 304 on hits and misses alike;
-// request Cache-Control directives parsed as lists; Cache-Control max-age
-// that is always a non-negative integer; the standard Cache-Status header;
-// and no sharing of cached answers between users unless the handler is told
-// the key includes the user. docs/http.md lists every header it sends and
+// comparison, If-Modified-Since) answered with 304 on hits and misses alike,
+// and If-Match and If-Unmodified-Since with 412; request Cache-Control
+// directives parsed as lists; Cache-Control max-age that is always the
+// non-negative remaining lifetime; the standard Cache-Status header; Vary
+// merged with what middleware set; and no sharing of cached answers between
+// users unless the handler is told the key includes the user, or that the
+// answer does not depend on the user. docs/http.md lists every header it sends and
 // honours.
 //
 //	user := memo.New(fetchUser, memo.Expire(time.Minute))
@@ -24,38 +26,50 @@ import (
 
 // Handler returns an http.Handler that answers each request with f's result
 // for the argument decode extracts from it, as JSON
-// ("Content-Type: application/json", status 200).
+// ("Content-Type: application/json", status 200; see [ContentType] for
+// other bodies and [Responder] for other statuses).
 //
 // GET and HEAD are answered through f's cache (HEAD sends the same headers,
 // Content-Length included, without the body). The request's Cache-Control
-// chooses how: no-store computes without reading or writing the cache;
-// no-cache, max-age=0, a max-age smaller than the entry's age (or any
-// max-age, when the entry is stale) or a min-fresh larger than its remaining
-// lifetime recompute and store; Pragma: no-cache counts as no-cache when
-// there is no Cache-Control. Requests with Authorization or Cookie bypass
-// the cache unless [PerUser] is given. If-None-Match (or, without it,
-// If-Modified-Since) that matches the answer gets 304 Not Modified, whether
-// the answer was a hit or just computed. Cached answers carry ETag,
-// Cache-Control, Last-Modified, Vary, Cache-Status and X-Cache (see
-// [CacheHeader]); docs/http.md describes each.
+// chooses how, unless [IgnoreRequestDirectives] is given: no-store
+// computes without reading or writing the cache; no-cache, max-age=0, a
+// max-age smaller than the entry's age (or any max-age, when the entry is
+// stale) or a min-fresh larger than its remaining lifetime recompute and
+// store; Pragma: no-cache counts as no-cache when there is no
+// Cache-Control. Requests with Authorization or Cookie bypass the cache
+// unless [PerUser] or [IgnoreCredentials] is given. Concurrent requests
+// that compute share one run of fn: misses and recomputes through memo's
+// flights, no-store requests through the handler's, and requests that
+// bypass for their credentials only with requests bearing the same
+// Authorization and Cookie. Preconditions are evaluated in the order of
+// RFC 9110 section 13.2.2: If-Match (strong comparison, "*" matches) and,
+// without it, If-Unmodified-Since (against Last-Modified, so only on an
+// answer from or into the cache) answer 412 Precondition Failed when they
+// fail; then If-None-Match (weak comparison) or, without it,
+// If-Modified-Since answer 304 Not Modified when they match, whether the
+// answer was a hit or just computed. Cached answers carry ETag,
+// Cache-Control, Last-Modified, Vary, Cache-Status (see [CacheStatus]) and
+// X-Cache (see [CacheHeader]); docs/http.md describes each. Vary names
+// that a middleware set on the response before the handler wrote it are
+// kept, the handler's added after them.
 //
-// Cache-Control is "private, max-age=N" and Age is A, where A is how many
-// whole seconds ago fn computed the answer and N - A the entry's remaining
-// lifetime in whole seconds (never negative): HTTP caches and browsers count
-// the answer fresh for N - A more seconds, as RFC 9111 has them do with what
-// a cache serves. Entries that never expire get "private, no-cache" (clients
-// revalidate, cheaply, with If-None-Match); [Public] makes it public. When f
-// has [memo.StaleWhileRevalidate] or [memo.StaleIfError], Cache-Control adds
-// "stale-while-revalidate=W" and "stale-if-error=W" (RFC 5861), W being the
-// window in whole seconds, rounded down (a window under a second is left
-// out). A stale answer (memo serves it within one of those windows) has
-// "max-age=0", so that no cache, even one that ignores Age, counts it fresh,
-// its true Age, each window still open as Age plus the whole seconds left of
-// it (an RFC 5861 cache may then serve it stale exactly as long as memo
-// would), and "Cache-Status: memo; hit; ttl=T" with T negative: minus the
-// seconds since it expired, rounded up (at least 1). Answers computed
-// without the cache (request no-store, credentials) say "Cache-Control:
-// no-store". The handler never sends Set-Cookie.
+// Cache-Control is "private, max-age=N", N being the entry's remaining
+// lifetime in whole seconds, rounded down (never negative), and no Age is
+// sent: every cache, whether it honours Age or not, keeps the answer at
+// most as long as memo does. Entries that never expire get "private,
+// no-cache" (clients revalidate, cheaply, with If-None-Match); [Public]
+// makes it public. When f has [memo.StaleWhileRevalidate] or
+// [memo.StaleIfError], Cache-Control adds "stale-while-revalidate=W" and
+// "stale-if-error=W" (RFC 5861), W being the window in whole seconds,
+// rounded down (a window under a second is left out). A stale answer (memo
+// serves it within one of those windows) has "max-age=0", so that no cache
+// counts it fresh, each window still open as the whole seconds left of it
+// (an RFC 5861 cache may then serve it stale as long as memo would), and
+// "Cache-Status: memo; hit; ttl=T" with T negative: minus the seconds since
+// it expired, rounded up (at least 1). Answers computed without the cache
+// (request no-store, credentials) say "Cache-Control: no-store". A 304 to
+// an answer fn computed for the request says "fwd-status=200" in
+// Cache-Status. The handler never sends Set-Cookie.
 //
 // Other methods run fn every time, bypassing the cache (nothing is read or
 // stored), ignore conditional headers, and send no caching headers; so do
@@ -64,33 +78,39 @@ import (
 //
 // When f's codec is [memo.JSON] the stored payload is the body, written as
 // is; with another codec the entry is decoded and re-encoded with
-// [memo.JSON] on each request, and the ETag is the hash of that body: the
-// same ETag as under memo.JSON. A custom codec named "json" must produce
-// JSON text, since its payload is served as is.
+// [memo.JSON] once, kept by the handler for later requests (up to 64
+// entries), and the ETag is the hash of that body: the same ETag as under
+// memo.JSON. A custom codec named "json" must produce JSON text, since its
+// payload is served as is.
 //
 // Errors: a decode error is answered 400 with "Bad Request: " and the
 // error's text, so decode must return messages fit for the client; an error
 // of fn is answered 500 "Internal Server Error", never with its text, and
 // passed to [ErrorLog]. An error whose chain holds a type with a method
 // HTTPStatus() int returning 400–599 gets that status instead (a 404 for a
-// missing record), with the status text as body; [ErrorStatus] overrides
-// both. Only a 4xx answer to a decode error shows the error's text. Error
-// answers carry "Cache-Control: no-store", except an error memo remembers
-// ([memo.NegativeCache], [memo.CacheErrors]) and answers without running fn:
-// it gets its status the same way, by default 404 for a not-found and 500
-// for another error, and is an answer from the cache: "Cache-Status: memo;
-// hit; ttl=T", "Cache-Control: private, max-age=T" (public under [Public])
-// where T is the whole seconds left of its lifetime; no Age; Vary and
-// X-Cache as on answers; and never a stale body. A remembered not-found
-// keeps only the sentinel and fn's text, not fn's error: give the sentinel
-// an HTTPStatus method, or map it with [ErrorStatus], for a status other
-// than 404 (and for the answer in which fn returned it). If the client goes
-// away while fn runs, the answer is 503 and nothing is logged. A panic in fn
-// or decode propagates to net/http, which logs it and drops the connection.
+// missing record), with the status text as body, followed by ": " and its
+// client message when the chain holds an HTTPDetail() string method (see
+// [StatusError], [Error]); [ErrorStatus] overrides the status, and
+// [ErrorBody] how the body is written ([JSONError] for FastAPI's
+// {"detail": ...}). Error answers carry "Cache-Control: no-store", except
+// an error memo remembers ([memo.NegativeCache], [memo.CacheErrors]) and
+// answers without running fn: it gets its status the same way, by default
+// 404 for a not-found and 500 for another error, and is an answer from the
+// cache: "Cache-Status: memo; hit; ttl=T", "Cache-Control: private,
+// max-age=T" (public under [Public]) where T is the whole seconds left of
+// its lifetime; no Age; Vary and X-Cache as on answers; and never a stale
+// body. A remembered not-found keeps only the sentinel and fn's text, not
+// fn's error: make the sentinel a [StatusError], give it an HTTPStatus
+// method, or map it with [ErrorStatus], for a status other than 404 (and
+// for the answer in which fn returned it). Preconditions do not apply to
+// error answers. If the client goes away while fn runs, the answer is 503
+// and nothing is logged. A panic in fn or decode propagates to net/http,
+// which logs it and drops the connection (every request sharing the run of
+// fn gets the panic).
 //
-// Handler panics if f or decode is nil or if [Public] and [PerUser] are both
-// given. The handler is safe for concurrent use; concurrent misses for one
-// key run fn once (see [memo.Func.Call]).
+// Handler panics if f or decode is nil, if [Public] and [PerUser] are both
+// given, or [IgnoreCredentials] and [PerUser]. The handler is safe for
+// concurrent use.
 func Handler[A, R any](f *memo.Func[A, R], decode func(*http.Request) (A, error), opts ...Option) http.Handler {
 	if f == nil {
 		panic("httpadapter: Handler(nil, ...)")

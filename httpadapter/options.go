@@ -118,13 +118,18 @@ func ErrorBody(fn func(w http.ResponseWriter, r *http.Request, e *StatusError)) 
 
 // PerUser declares that the decode function keys the answer by the caller:
 // it reads the Authorization header or a cookie and puts the user into the
-// argument A. Only then are requests that carry Authorization or Cookie
-// answered from the cache. Without PerUser such requests bypass memo's
-// cache: fn runs, its answer is neither read from nor written to the cache,
-// and the response says "Cache-Control: no-store" and
-// "Cache-Status: memo; fwd=bypass; detail=credentials", so one user's
-// answer can never be served to another through a key that ignores the
-// user. Answers are always private under PerUser.
+// argument A. Then requests that carry Authorization or Cookie are
+// answered from the cache (as they are under [IgnoreCredentials], which
+// says instead that the answer does not depend on the caller). Without
+// either, such requests bypass memo's cache: fn runs, its answer is
+// neither read from nor written to the cache, and the response says
+// "Cache-Control: no-store" and "Cache-Status: memo; fwd=bypass;
+// detail=credentials", so one user's answer can never be served to
+// another through a key that ignores the user; concurrent such requests
+// share a run of fn only when they carry the same Authorization and
+// Cookie. Answers are always private under PerUser, and Vary lists
+// Authorization and Cookie. fn must not read the user from its context
+// (the request's): decode must put it into A, so into the key.
 func PerUser() Option {
 	return Option{func(c *config) { c.perUser = true }}
 }
