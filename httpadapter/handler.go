@@ -533,8 +533,8 @@ func (h *handler[A, R]) varyFor(hd http.Header) (v string, ok bool) {
 }
 
 // addHeader copies a Responder's fields into hd: Vary values are added to
-// those already there, other fields replace them. The slices are clipped,
-// so that appending to one copies rather than writes into the cached
+// those already there, other fields replace them. The values are copied,
+// so that nothing done to the response's header reaches the cached
 // answer.
 func addHeader(hd, from http.Header) {
 	for k, v := range from {
@@ -542,6 +542,6 @@ func addHeader(hd, from http.Header) {
 			hd[k] = append(hd[k][:len(hd[k]):len(hd[k])], v...)
 			continue
 		}
-		hd[k] = v[:len(v):len(v)]
+		hd[k] = append([]string(nil), v...)
 	}
 }
