@@ -101,6 +101,7 @@ else
 	redis.call('set', KEYS[1], ARGV[2], 'px', ARGV[3])
 end
 redis.call('del', KEYS[2])
+if ARGV[4] then redis.call('publish', ARGV[4], ARGV[5]) end
 return 1`)
 
 var release = redis.NewScript(`
@@ -110,6 +111,12 @@ return 0`)
 // SetFenced stores value under key while token holds key's lease, and ends
 // the lease, in one script call.
 func (b *Backend) SetFenced(ctx context.Context, key string, value []byte, ttl time.Duration, token string) (bool, error) {
+	return b.setFenced(ctx, key, value, ttl, token, "", "")
+}
+
+// setFenced is SetFenced, publishing msg on channel from the script when it
+// stored (standalone Redis only: channel "" publishes nothing).
+func (b *Backend) setFenced(ctx context.Context, key string, value []byte, ttl time.Duration, token, channel, msg string) (bool, error) {
 	if len(value) > b.maxValue {
 		return false, fmt.Errorf("redisbackend: set: %d-byte value exceeds the %d-byte limit: %w",
 			len(value), b.maxValue, memo.ErrTooLarge)
@@ -121,7 +128,14 @@ func (b *Backend) SetFenced(ctx context.Context, key string, value []byte, ttl t
 	if ttl > 0 {
 		px = ms(ttl)
 	}
-	n, err := setFenced.Run(ctx, b.client, []string{key, b.leaseKey(key)}, token, value, px).Int()
+	keys := []string{key, b.leaseKey(key)}
+	var cmd *redis.Cmd
+	if channel != "" {
+		cmd = setFenced.Run(ctx, b.client, keys, token, value, px, channel, msg)
+	} else {
+		cmd = setFenced.Run(ctx, b.client, keys, token, value, px)
+	}
+	n, err := cmd.Int()
 	if err != nil {
 		if isTooLarge(err) {
 			return false, fmt.Errorf("redisbackend: set: %w: %w", memo.ErrTooLarge, err)

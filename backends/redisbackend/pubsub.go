@@ -48,17 +48,29 @@ func NewPubSub(client redis.UniversalClient, channel string) *PubSub {
 
 // Publish sends inv to every subscriber of the channel.
 func (p *PubSub) Publish(ctx context.Context, inv memo.Invalidation) error {
-	msg := inv.Origin + "\x00" + inv.Namespace + "\x00" + inv.ID
-	var err error
-	if p.sharded {
-		err = p.client.SPublish(ctx, p.channel, msg).Err()
-	} else {
-		err = p.client.Publish(ctx, p.channel, msg).Err()
-	}
-	if err != nil {
+	if err := p.client.Process(ctx, p.publishCmd(ctx, encodeInvalidation(inv))); err != nil {
 		return wrap(ctx, "publish", err)
 	}
 	return nil
+}
+
+// publishCmd returns the command that publishes msg on the channel:
+// SPUBLISH on a Cluster, PUBLISH elsewhere, routed by the channel's name
+// (its slot on a Cluster, its shard on a Ring, where Subscribe listens).
+func (p *PubSub) publishCmd(ctx context.Context, msg string) *redis.IntCmd {
+	name := "publish"
+	if p.sharded {
+		name = "spublish"
+	}
+	cmd := redis.NewIntCmd(ctx, name, p.channel, msg)
+	cmd.SetFirstKeyPos(1)
+	return cmd
+}
+
+// encodeInvalidation is the message that carries inv: its fields joined by
+// NUL bytes, which no memo key holds. receive decodes it.
+func encodeInvalidation(inv memo.Invalidation) string {
+	return inv.Origin + "\x00" + inv.Namespace + "\x00" + inv.ID
 }
 
 // Subscribe delivers the channel's invalidations to s on a goroutine of

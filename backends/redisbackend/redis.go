@@ -61,6 +61,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -90,6 +91,7 @@ type Backend struct {
 	cluster   *redis.ClusterClient // client, when it is one
 	scanCount int64
 	maxValue  int
+	ps        *PubSub // Announce's; nil: none
 }
 
 // Option configures a [Backend]; pass options to [New]. Each constructor
@@ -100,6 +102,7 @@ type Option struct{ apply func(*config) }
 type config struct {
 	scanCount int
 	maxValue  int
+	ps        *PubSub
 }
 
 // ScanCount sets the COUNT hint of each SCAN that [Backend.Clear] sends, and
@@ -150,11 +153,15 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	c := config{scanCount: DefaultScanCount, maxValue: DefaultMaxValueSize}
 	for i, o := range opts {
 		if o.apply == nil {
-			panic(fmt.Sprintf("redisbackend: New: option %d is the zero Option; make options with ScanCount or MaxValueSize", i))
+			panic(fmt.Sprintf("redisbackend: New: option %d is the zero Option; make options with ScanCount, MaxValueSize or Announce", i))
 		}
 		o.apply(&c)
 	}
-	b := &Backend{client: client, scanCount: int64(c.scanCount), maxValue: c.maxValue}
+	if c.ps != nil && c.ps.client != client {
+		panic("redisbackend: New: Announce's PubSub was made on another client; give NewPubSub and New the same client, " +
+			"so that an invalidation goes to the server its subscribers listen on")
+	}
+	b := &Backend{client: client, scanCount: int64(c.scanCount), maxValue: c.maxValue, ps: c.ps}
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		b.cluster = cc
 	}
@@ -244,27 +251,38 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisbackend: set: %w", err)
 	}
+	cmd, err := b.setCmd(ctx, key, value, ttl)
+	if err != nil {
+		return err
+	}
+	return b.setErr(ctx, b.process(ctx, cmd))
+}
+
+// setCmd returns the SET that stores value under key for ttl, or why it
+// must not be sent.
+func (b *Backend) setCmd(ctx context.Context, key string, value []byte, ttl time.Duration) (*redis.StatusCmd, error) {
 	if len(value) > b.maxValue {
-		return fmt.Errorf("redisbackend: set: %d-byte value exceeds the %d-byte limit: %w",
+		return nil, fmt.Errorf("redisbackend: set: %d-byte value exceeds the %d-byte limit: %w",
 			len(value), b.maxValue, memo.ErrTooLarge)
 	}
-	var cmd *redis.StatusCmd
 	switch {
 	case ttl == 0:
-		cmd = redis.NewStatusCmd(ctx, "set", key, value)
+		return redis.NewStatusCmd(ctx, "set", key, value), nil
 	case ttl > 0:
-		ms := int64((ttl + time.Millisecond - 1) / time.Millisecond)
-		cmd = redis.NewStatusCmd(ctx, "set", key, value, "px", ms)
-	default:
-		return fmt.Errorf("redisbackend: set: negative ttl %v", ttl)
+		return redis.NewStatusCmd(ctx, "set", key, value, "px", ms(ttl)), nil
 	}
-	if err := b.process(ctx, cmd); err != nil {
-		if isTooLarge(err) {
-			return fmt.Errorf("redisbackend: set: %w: %w", memo.ErrTooLarge, err)
-		}
-		return wrap(ctx, "set", err)
+	return nil, fmt.Errorf("redisbackend: set: negative ttl %v", ttl)
+}
+
+// setErr returns Set's error for err, the SET's.
+func (b *Backend) setErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if isTooLarge(err) {
+		return fmt.Errorf("redisbackend: set: %w: %w", memo.ErrTooLarge, err)
+	}
+	return wrap(ctx, "set", err)
 }
 
 // process sends cmd, a command on one key, and returns its error.
@@ -277,10 +295,16 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 func (b *Backend) process(ctx context.Context, cmd redis.Cmder) error {
 	cmd.SetStepCount(1)
 	err := b.client.Process(ctx, cmd)
+	b.suspect(ctx, err)
+	return err
+}
+
+// suspect reloads a cluster's slot map when err suggests a dead or moved
+// master.
+func (b *Backend) suspect(ctx context.Context, err error) {
 	if err != nil && err != redis.Nil && b.cluster != nil && topologySuspect(err) {
 		b.cluster.ReloadState(ctx) // in the background, coalesced
 	}
-	return err
 }
 
 // topologySuspect reports whether err, from a command on a cluster, may mean
@@ -315,12 +339,16 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisbackend: delete: %w", err)
 	}
-	// The key and its lease (memo.Lease), in one slot: deleting a key
-	// voids a lease on it.
-	if err := b.process(ctx, redis.NewIntCmd(ctx, "unlink", key, b.leaseKey(key))); err != nil {
+	if err := b.process(ctx, b.deleteCmd(ctx, key)); err != nil {
 		return wrap(ctx, "delete", err)
 	}
 	return nil
+}
+
+// deleteCmd returns the UNLINK of key and its lease (memo.Lease), in one
+// slot: deleting a key voids a lease on it.
+func (b *Backend) deleteCmd(ctx context.Context, key string) *redis.IntCmd {
+	return redis.NewIntCmd(ctx, "unlink", key, b.leaseKey(key))
 }
 
 // Clear removes every key ns + ":" + id whose id holds no ':', as
@@ -433,9 +461,36 @@ func escapeGlob(s string) string {
 
 // wrap annotates err from operation op, making sure that an error caused by
 // ctx ending wraps ctx.Err() even when go-redis reported it as an I/O error.
+//
+// go-redis sets the socket's deadline to ctx's, so a stalled command
+// usually fails with the socket's "i/o timeout" before ctx's own timer has
+// ended ctx (memo's contexts end on a shared timer, a little after their
+// deadline). Such an error wraps context.DeadlineExceeded too: when ctx's
+// deadline has passed, or when err is a network timeout and the deadline
+// is at most deadlineSlack away (the socket's clock and ctx's may differ
+// by that much).
 func wrap(ctx context.Context, op string, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+	cerr := ctx.Err()
+	if cerr == nil {
+		if d, ok := ctx.Deadline(); ok {
+			if left := time.Until(d); left <= 0 || (left <= deadlineSlack && isNetTimeout(err)) {
+				cerr = context.DeadlineExceeded
+			}
+		}
+	}
+	if cerr != nil && !errors.Is(err, cerr) {
 		return fmt.Errorf("redisbackend: %s: %w (%w)", op, cerr, err)
 	}
 	return fmt.Errorf("redisbackend: %s: %w", op, err)
+}
+
+// deadlineSlack is how far before ctx's deadline a network timeout still
+// counts as ctx's.
+const deadlineSlack = time.Millisecond
+
+// isNetTimeout reports whether err is a network timeout, as a socket
+// deadline gives.
+func isNetTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

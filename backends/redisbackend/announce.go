@@ -1,0 +1,163 @@
+package redisbackend
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gomemo/memo"
+)
+
+var _ memo.Announcer = (*Backend)(nil)
+
+// Announce makes the Backend a [memo.Announcer] for ps: memo then has it
+// publish the invalidation of each write, Forget, Set and Clear of a
+// function whose [memo.LocalTier] subscribes through ps, in the same round
+// trip as the write where Redis allows it, instead of calling ps.Publish
+// after the write returned. A write with its invalidation then costs one
+// round trip instead of two, and no other process can see the write land
+// without its message.
+//
+// ps must have been made by [NewPubSub] on the client given to [New] (New
+// panics otherwise), and the functions' LocalTier must subscribe through
+// that same ps (otherwise memo publishes as before). It panics if ps is
+// nil.
+//
+// On a single server (a *redis.Client, a Sentinel failover client
+// included): a Set or a delete is pipelined with its PUBLISH (one round
+// trip; Redis runs the two in order, so the message leaves after the
+// write); a fenced write (memo.Lease) publishes from inside its script,
+// only when it stored. On a *redis.ClusterClient the message is an
+// SPUBLISH to the channel's slot, which a script on another slot cannot
+// send: a Set or a delete is pipelined with it when the key's master is
+// the channel's master (one round trip, in order, on one connection);
+// otherwise, and for every fenced write, the SPUBLISH follows the write
+// (two round trips, as without Announce). go-redis would send a pipeline
+// spanning two masters to both at once, but then the message could reach
+// another process before the write landed on the other master, and that
+// process could read the old value again and keep it in its tier until
+// LocalTTL: Announce never trades that for a round trip. On a *redis.Ring
+// and other clients the PUBLISH follows the write. Clear publishes after
+// its scan has ended, in every case.
+func Announce(ps *PubSub) Option {
+	if ps == nil {
+		panic("redisbackend: Announce(nil)")
+	}
+	return Option{func(c *config) { c.ps = ps }}
+}
+
+// Announces reports whether inv is the [PubSub] given to [Announce].
+func (b *Backend) Announces(inv memo.Invalidator) bool {
+	ps, ok := inv.(*PubSub)
+	return ok && ps != nil && ps == b.ps
+}
+
+// WriteAnnounce does w as Set, SetFenced, Delete or Clear would, and
+// publishes inv as the Announce PubSub's Publish would (the same message),
+// in one round trip where [Announce] says it can. A write refused before
+// anything is sent (a value over [MaxValueSize], a negative ttl, a ctx
+// already ended) publishes nothing. Otherwise the invalidation is
+// published whether or not the write succeeded, except after a fenced
+// write that did not store. When the write succeeded and the publish
+// failed, the error is the publish's ("redisbackend: publish: ...") and
+// stored is true. It fails on a Backend made without Announce.
+func (b *Backend) WriteAnnounce(ctx context.Context, w memo.Write, inv memo.Invalidation) (stored bool, err error) {
+	op := opName(w.Op)
+	if b.ps == nil {
+		return false, fmt.Errorf("redisbackend: %s: WriteAnnounce on a Backend made without Announce", op)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("redisbackend: %s: %w", op, err)
+	}
+	msg := encodeInvalidation(inv)
+	switch w.Op {
+	case memo.OpSet:
+		cmd, err := b.setCmd(ctx, w.Key, w.Value, w.TTL)
+		if err != nil {
+			return false, err
+		}
+		werr, perr := b.announce(ctx, w.Key, cmd, msg)
+		if err := b.setErr(ctx, werr); err != nil {
+			return false, err
+		}
+		return true, b.publishErr(ctx, perr)
+	case memo.OpDelete:
+		werr, perr := b.announce(ctx, w.Key, b.deleteCmd(ctx, w.Key), msg)
+		if werr != nil {
+			return false, wrap(ctx, "delete", werr)
+		}
+		return true, b.publishErr(ctx, perr)
+	case memo.OpSetFenced:
+		if _, ok := b.client.(*redis.Client); ok {
+			return b.setFenced(ctx, w.Key, w.Value, w.TTL, w.Token, b.ps.channel, msg)
+		}
+		stored, err := b.setFenced(ctx, w.Key, w.Value, w.TTL, w.Token, "", "")
+		if !stored || err != nil {
+			return stored, err
+		}
+		return true, b.publishErr(ctx, b.process(ctx, b.ps.publishCmd(ctx, msg)))
+	case memo.OpClear:
+		err := b.Clear(ctx, w.Key)
+		perr := b.process(ctx, b.ps.publishCmd(ctx, msg))
+		if err != nil {
+			return false, err
+		}
+		return true, b.publishErr(ctx, perr)
+	}
+	return false, fmt.Errorf("redisbackend: WriteAnnounce: unknown op %d", w.Op)
+}
+
+// announce sends cmd, a write of key, and the PUBLISH of msg: pipelined
+// where Redis runs them in order on one connection, one after the other
+// otherwise. It returns each command's error.
+func (b *Backend) announce(ctx context.Context, key string, cmd redis.Cmder, msg string) (werr, perr error) {
+	pub := b.ps.publishCmd(ctx, msg)
+	if !b.pipelines(ctx, key) {
+		werr = b.process(ctx, cmd)
+		return werr, b.process(ctx, pub)
+	}
+	p := b.client.Pipeline()
+	_ = p.Process(ctx, cmd)
+	_ = p.Process(ctx, pub)
+	_, err := p.Exec(ctx)
+	b.suspect(ctx, err)
+	return cmd.Err(), pub.Err()
+}
+
+// pipelines reports whether a write of key and the PUBLISH can share a
+// pipeline: on a single server, and on a Cluster when key's master is the
+// channel's.
+func (b *Backend) pipelines(ctx context.Context, key string) bool {
+	if _, ok := b.client.(*redis.Client); ok {
+		return true
+	}
+	if b.cluster == nil {
+		return false
+	}
+	km, err := b.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return false
+	}
+	cm, err := b.cluster.MasterForKey(ctx, b.ps.channel)
+	return err == nil && km == cm
+}
+
+func (b *Backend) publishErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrap(ctx, "publish", err)
+}
+
+func opName(op memo.WriteOp) string {
+	switch op {
+	case memo.OpSet, memo.OpSetFenced:
+		return "set"
+	case memo.OpDelete:
+		return "delete"
+	case memo.OpClear:
+		return "clear"
+	}
+	return "write"
+}
