@@ -57,3 +57,49 @@ func Example() {
 	// 304 HIT ""
 	// 200 BYPASS no-store
 }
+
+// FastAPI's HTTPException and its {"detail": ...} body: fn returns
+// httpadapter.Error, and ErrorBody(JSONError) renders every error answer.
+// The text of fn's other errors is never sent.
+func ExampleJSONError() {
+	orders := memo.New(func(ctx context.Context, id int64) (User, error) {
+		if id == 404 {
+			return User{}, httpadapter.Error(http.StatusNotFound, "no order 404")
+		}
+		return User{}, fmt.Errorf("pq: connection refused")
+	}, memo.Namespace("example.jsonerror"), memo.WithBackend(memory.New()))
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /orders/{id}", httpadapter.Handler(orders, httpadapter.PathInt64("id"),
+		httpadapter.ErrorBody(httpadapter.JSONError),
+		httpadapter.ErrorLog(func(*http.Request, error) {})))
+
+	for _, path := range []string{"/orders/404", "/orders/1"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		fmt.Print(rec.Code, " ", rec.Body.String())
+	}
+	// Output:
+	// 404 {"detail":"no order 404"}
+	// 500 {"detail":"Internal Server Error"}
+}
+
+// An HTML fragment served as is, with its ETag and every caching header.
+func ExampleContentType() {
+	cards := memo.New(func(ctx context.Context, id int64) (string, error) {
+		return fmt.Sprintf("<div class=\"card\">#%d</div>", id), nil
+	}, memo.Namespace("example.cards"), memo.WithBackend(memory.New()), memo.Expire(time.Minute))
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /cards/{id}", httpadapter.Handler(cards, httpadapter.PathInt64("id"),
+		httpadapter.ContentType("text/html; charset=utf-8")))
+
+	for range 2 {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/cards/7", nil))
+		fmt.Println(rec.Header().Get("X-Cache"), rec.Header().Get("Content-Type"), rec.Body.String())
+	}
+	// Output:
+	// MISS text/html; charset=utf-8 <div class="card">#7</div>
+	// HIT text/html; charset=utf-8 <div class="card">#7</div>
+}
