@@ -276,3 +276,40 @@ func TestClientCacheShortLived(t *testing.T) {
 			g.header.Get(httpcache.XFromCache))
 	}
 }
+
+// TestNginxIgnoreCredentials: under IgnoreCredentials (with Public), the
+// answer does not depend on who asks, so nginx keeps one copy for every
+// caller, cookies and Authorization included: memo runs fn once and nginx
+// answers the rest. Without IgnoreCredentials every request with
+// credentials reaches memo, which bypasses its cache.
+func TestNginxIgnoreCredentials(t *testing.T) {
+	nginx := testenv.Require(t, "MEMO_NGINX_ADDR")
+	seq := [][]string{nil, {"Cookie", "_ga=GA1.1"}, {"Cookie", "_ga=GA1.2"}, {"Authorization", "Bearer alice"}, nil}
+	cases := []struct {
+		name    string
+		opts    []Option
+		wantN   []int64
+		reached int
+	}{
+		{"IgnoreCredentials", []Option{Public(), IgnoreCredentials()}, []int64{1, 1, 1, 1, 1}, 1},
+		{"default", []Option{Public()}, []int64{1, 2, 3, 4, 1}, 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var c counter
+			u := newUpstream(t, nginx, Handler(newCounterFunc(t, &c, time.Minute), PathString("id"), tc.opts...))
+			cl := newClient(t)
+			var gotN []int64
+			for _, hdr := range seq {
+				gotN = append(gotN, u.get(t, cl, true, "a", hdr...).page(t).N)
+			}
+			if diff := cmp.Diff(tc.wantN, gotN); diff != "" {
+				t.Errorf("answers through nginx (-want +got):\n%s", diff)
+			}
+			if n := len(u.reached("a")); n != tc.reached {
+				t.Errorf("requests reaching memo = %d, want %d", n, tc.reached)
+			}
+		})
+	}
+}

@@ -166,7 +166,12 @@ if [[ -n $pprof_addr ]]; then
 	sleep 1
 	curl -s -o "$OUT/hit.pprof" "http://$pprof_addr/debug/pprof/profile?seconds=5"
 	wait "$wrk_pid"
-	go tool pprof -top -nodecount 40 "$OUT/httpserver" "$OUT/hit.pprof" >"$OUT/hit.pprof.txt" 2>&1
+	{
+		go tool pprof -top -nodecount 30 "$OUT/httpserver" "$OUT/hit.pprof"
+		echo
+		echo "cumulative, under the adapter's ServeHTTP:"
+		go tool pprof -top -cum -nodecount 30 -focus 'httpadapter.*ServeHTTP' "$OUT/httpserver" "$OUT/hit.pprof"
+	} >"$OUT/hit.pprof.txt" 2>&1
 	log "profile of /hit: $OUT/hit.pprof (top: $OUT/hit.pprof.txt)"
 fi
 
