@@ -140,9 +140,10 @@ func New(opts ...Option) memo.Observer {
 	}
 	o := &observer{tracer: c.tp.Tracer(ScopeName)}
 	for i, op := range ops {
-		o.opOK[i] = metric.WithAttributeSet(attribute.NewSet(keyOperation.String(op)))
+		o.opOK[i] = record(attribute.NewSet(keyOperation.String(op)))
 	}
-	o.opOther = make(map[string]metric.MeasurementOption)
+	o.opOther = make(map[string][]metric.RecordOption)
+	o.opErr = make(map[opErrKey][]metric.RecordOption)
 	m := c.mp.Meter(ScopeName)
 	must := func(err error) {
 		if err != nil {
@@ -241,17 +242,28 @@ type observer struct {
 	events         [nEvents]metric.Int64ObservableCounter
 	breakerOpen    metric.Int64ObservableGauge
 
-	opOK [len(ops)]metric.MeasurementOption // memo.operation, no error
+	opOK [len(ops)][]metric.RecordOption // memo.operation, no error
+
+	nss      sync.Map // namespace → *namespace
+	errTypes sync.Map // reflect.Type → its error.type string
 
 	mu       sync.Mutex
 	funcs    []attached
-	nss      sync.Map                            // namespace → *namespace
-	breakers map[breakerID]bool                  // open or not, by namespace and backend
-	opOther  map[string]metric.MeasurementOption // under mu: ops not in ops
-	errTypes sync.Map                            // reflect.Type → its error.type string
-	nTypes   int                                 // under mu: entries of errTypes
-	opErr    sync.Map                            // opErrKey → metric.MeasurementOption
-	nOpErr   int                                 // under mu: entries of opErr
+	breakers map[breakerID]bool // open or not, by namespace and backend
+	nTypes   int                // entries of errTypes
+
+	// The attribute sets of failures and of operations memo did not name
+	// when this was written, made on first use; plain maps, so that a
+	// look-up allocates nothing.
+	setsMu  sync.RWMutex
+	opOther map[string][]metric.RecordOption
+	opErr   map[opErrKey][]metric.RecordOption
+}
+
+// record returns the options of a measurement with the attributes set:
+// a slice made once, so that passing it allocates nothing.
+func record(set attribute.Set) []metric.RecordOption {
+	return []metric.RecordOption{metric.WithAttributeSet(set)}
 }
 
 type attached struct {
@@ -266,16 +278,15 @@ type opErrKey struct{ op, errType string }
 // namespace holds the attribute sets of one namespace, made once.
 type namespace struct {
 	name    string
-	attrs   attribute.Set                      // memo.namespace
-	results [nResults]metric.ObserveOption     // memo.requests by memo.result
-	events  metric.ObserveOption               // the event counters
-	spans   [nReasons][]trace.SpanStartOption  // memo.compute's options by reason
-	refresh []trace.SpanStartOption            // a refresh's, without its link
-	ok      [nReasons]metric.MeasurementOption // memo.compute.duration by reason, no error
-	errs    sync.Map                           // errKey → metric.MeasurementOption
-	nErrs   int                                // under observer.mu
-	opened  metric.AddOption                   // memo.breaker.changes, open
-	closed  metric.AddOption                   // memo.breaker.changes, closed
+	attrs   attribute.Set                     // memo.namespace
+	results [nResults]metric.ObserveOption    // memo.requests by memo.result
+	events  metric.ObserveOption              // the event counters
+	spans   [nReasons][]trace.SpanStartOption // memo.compute's options by reason
+	refresh []trace.SpanStartOption           // a refresh's, without its link
+	ok      [nReasons][]metric.RecordOption   // memo.compute.duration by reason, no error
+	errs    map[errKey][]metric.RecordOption  // the same, failed; under observer.setsMu
+	opened  []metric.AddOption                // memo.breaker.changes, open
+	closed  []metric.AddOption                // memo.breaker.changes, closed
 }
 
 type errKey struct {
@@ -284,19 +295,19 @@ type errKey struct {
 }
 
 func newNamespace(name string) *namespace {
-	ns := &namespace{name: name, attrs: attribute.NewSet(keyNamespace.String(name))}
+	ns := &namespace{name: name, attrs: attribute.NewSet(keyNamespace.String(name)), errs: make(map[errKey][]metric.RecordOption)}
 	for i, r := range results {
 		ns.results[i] = metric.WithAttributeSet(attribute.NewSet(keyNamespace.String(name), keyResult.String(r)))
 	}
 	ns.events = metric.WithAttributeSet(ns.attrs)
 	for r := range memo.Reason(nReasons) {
 		kv := []attribute.KeyValue{keyNamespace.String(name), keyReason.String(r.String())}
-		ns.ok[r] = metric.WithAttributeSet(attribute.NewSet(kv...))
+		ns.ok[r] = record(attribute.NewSet(kv...))
 		ns.spans[r] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(kv...)}
 	}
 	ns.refresh = append([]trace.SpanStartOption{trace.WithNewRoot()}, ns.spans[memo.ReasonRefresh]...)
-	ns.opened = metric.WithAttributeSet(attribute.NewSet(keyNamespace.String(name), keyState.String("open")))
-	ns.closed = metric.WithAttributeSet(attribute.NewSet(keyNamespace.String(name), keyState.String("closed")))
+	ns.opened = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(keyNamespace.String(name), keyState.String("open")))}
+	ns.closed = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(keyNamespace.String(name), keyState.String("closed")))}
 	return ns
 }
 
@@ -411,12 +422,12 @@ func (o *observer) Compute(ctx context.Context, c memo.Computation) (context.Con
 	}
 	return ctx, func(d time.Duration, err error) {
 		if err == nil {
-			o.computeDur.Record(ctx, d.Seconds(), ns.ok[r])
+			o.computeDur.Record(ctx, d.Seconds(), ns.ok[r]...)
 			span.End()
 			return
 		}
 		et := o.errorType(err)
-		o.computeDur.Record(ctx, d.Seconds(), o.computeErr(ns, r, et))
+		o.computeDur.Record(ctx, d.Seconds(), o.computeErr(ns, r, et)...)
 		if p, ok := err.(*memo.PanicError); ok {
 			msg := fmt.Sprint(p.Value)
 			span.AddEvent("exception", trace.WithAttributes(
@@ -433,78 +444,53 @@ func (o *observer) Compute(ctx context.Context, c memo.Computation) (context.Con
 }
 
 // computeErr returns the attribute set of a failed run.
-func (o *observer) computeErr(ns *namespace, r memo.Reason, et string) metric.MeasurementOption {
-	k := errKey{r, et}
-	if opt, ok := ns.errs.Load(k); ok {
-		return opt.(metric.MeasurementOption)
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if opt, ok := ns.errs.Load(k); ok {
-		return opt.(metric.MeasurementOption)
-	}
-	if ns.nErrs >= maxErrorTypes*nReasons {
-		k.errType = errorTypeOther
-		if opt, ok := ns.errs.Load(k); ok {
-			return opt.(metric.MeasurementOption)
-		}
-	}
-	opt := metric.WithAttributeSet(attribute.NewSet(keyNamespace.String(ns.name), keyReason.String(r.String()), keyErrorType.String(k.errType)))
-	ns.errs.Store(k, opt)
-	ns.nErrs++
-	return opt
+func (o *observer) computeErr(ns *namespace, r memo.Reason, et string) []metric.RecordOption {
+	return cached(&o.setsMu, ns.errs, errKey{r, et}, errKey{r, errorTypeOther}, maxErrorTypes*nReasons, func(k errKey) attribute.Set {
+		return attribute.NewSet(keyNamespace.String(ns.name), keyReason.String(k.reason.String()), keyErrorType.String(k.errType))
+	})
 }
 
 // BackendCall records the call's duration.
 func (o *observer) BackendCall(ctx context.Context, c memo.BackendCall) {
-	i := opIndex(c.Op)
-	if c.Err == nil {
-		var opt metric.MeasurementOption
-		if i >= 0 {
-			opt = o.opOK[i]
-		} else {
-			opt = o.otherOp(c.Op)
-		}
-		o.backendDur.Record(ctx, c.Duration.Seconds(), opt)
-		return
+	var opts []metric.RecordOption
+	switch i := opIndex(c.Op); {
+	case c.Err != nil:
+		opts = cached(&o.setsMu, o.opErr, opErrKey{c.Op, o.errorType(c.Err)}, opErrKey{c.Op, errorTypeOther}, maxErrorTypes*len(ops), func(k opErrKey) attribute.Set {
+			return attribute.NewSet(keyOperation.String(k.op), keyErrorType.String(k.errType))
+		})
+	case i >= 0:
+		opts = o.opOK[i]
+	default:
+		opts = cached(&o.setsMu, o.opOther, c.Op, "", 0, func(op string) attribute.Set {
+			return attribute.NewSet(keyOperation.String(op))
+		})
 	}
-	o.backendDur.Record(ctx, c.Duration.Seconds(), o.backendErr(c.Op, o.errorType(c.Err)))
+	o.backendDur.Record(ctx, c.Duration.Seconds(), opts...)
 }
 
-// otherOp returns the attribute set of an operation memo did not name when
-// this was written.
-func (o *observer) otherOp(op string) metric.MeasurementOption {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	opt, ok := o.opOther[op]
-	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(keyOperation.String(op)))
-		o.opOther[op] = opt
+// cached returns m[k], made by newSet on first use under mu. Once m holds
+// max entries (max > 0), a new k is replaced by other.
+func cached[K comparable](mu *sync.RWMutex, m map[K][]metric.RecordOption, k, other K, max int, newSet func(K) attribute.Set) []metric.RecordOption {
+	mu.RLock()
+	opts, ok := m[k]
+	mu.RUnlock()
+	if ok {
+		return opts
 	}
-	return opt
-}
-
-// backendErr returns the attribute set of a failed backend call.
-func (o *observer) backendErr(op, et string) metric.MeasurementOption {
-	k := opErrKey{op, et}
-	if opt, ok := o.opErr.Load(k); ok {
-		return opt.(metric.MeasurementOption)
+	mu.Lock()
+	defer mu.Unlock()
+	if opts, ok := m[k]; ok {
+		return opts
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if opt, ok := o.opErr.Load(k); ok {
-		return opt.(metric.MeasurementOption)
-	}
-	if o.nOpErr >= maxErrorTypes*len(ops) {
-		k.errType = errorTypeOther
-		if opt, ok := o.opErr.Load(k); ok {
-			return opt.(metric.MeasurementOption)
+	if max > 0 && len(m) >= max {
+		k = other
+		if opts, ok := m[k]; ok {
+			return opts
 		}
 	}
-	opt := metric.WithAttributeSet(attribute.NewSet(keyOperation.String(op), keyErrorType.String(k.errType)))
-	o.opErr.Store(k, opt)
-	o.nOpErr++
-	return opt
+	opts = record(newSet(k))
+	m[k] = opts
+	return opts
 }
 
 // BreakerChange counts the change and keeps the state for memo.breaker.open.
@@ -520,7 +506,7 @@ func (o *observer) BreakerChange(c memo.BreakerChange) {
 	if c.Open {
 		opt = ns.opened
 	}
-	o.breakerChanges.Add(context.Background(), 1, opt)
+	o.breakerChanges.Add(context.Background(), 1, opt...)
 }
 
 // errorType returns err's error.type: "panic" for a *memo.PanicError, the
@@ -532,17 +518,14 @@ func (o *observer) errorType(err error) string {
 	if _, ok := err.(*memo.PanicError); ok {
 		return "panic"
 	}
-	if et, ok := err.(interface{ ErrorType() string }); ok {
-		if s := et.ErrorType(); s != "" {
-			return s
-		}
-	} else {
-		var et interface{ ErrorType() string }
-		if errors.As(err, &et) {
-			if s := et.ErrorType(); s != "" {
-				return s
-			}
-		}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	if errors.Is(err, context.Canceled) {
+		return "canceled"
+	}
+	if s := namedType(err); s != "" {
+		return s
 	}
 	t := reflect.TypeOf(unwrapFmt(err))
 	if s, ok := o.errTypes.Load(t); ok {
@@ -563,17 +546,53 @@ func (o *observer) errorType(err error) string {
 	return s
 }
 
-// fmtWrap is the type of fmt.Errorf's error wrapping one error.
-var fmtWrap = reflect.TypeOf(fmt.Errorf("%w", errors.New("")))
+// namedType returns the ErrorType() string of the first error in err's
+// chain that has the method, as errors.As finds it (its As methods aside),
+// or "".
+func namedType(err error) string {
+	for err != nil {
+		if et, ok := err.(interface{ ErrorType() string }); ok {
+			return et.ErrorType()
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if s := namedType(e); s != "" {
+					return s
+				}
+			}
+			return ""
+		default:
+			return ""
+		}
+	}
+	return ""
+}
 
-// unwrapFmt removes fmt.Errorf's wrappers of one error from err.
+// The types of fmt.Errorf's errors wrapping one error and several.
+var (
+	fmtWrap  = reflect.TypeOf(fmt.Errorf("%w", errors.New("")))
+	fmtWraps = reflect.TypeOf(fmt.Errorf("%w%w", errors.New(""), errors.New("")))
+)
+
+// unwrapFmt removes fmt.Errorf's wrappers from err: down to the one error
+// it wraps, or the first of several.
 func unwrapFmt(err error) error {
-	for reflect.TypeOf(err) == fmtWrap {
-		u := errors.Unwrap(err)
+	for {
+		var u error
+		switch reflect.TypeOf(err) {
+		case fmtWrap:
+			u = errors.Unwrap(err)
+		case fmtWraps:
+			if us := err.(interface{ Unwrap() []error }).Unwrap(); len(us) > 0 {
+				u = us[0]
+			}
+		}
 		if u == nil {
 			return err
 		}
 		err = u
 	}
-	return err
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package otelmemo_test
+
+const raceEnabled = false
