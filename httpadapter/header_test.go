@@ -124,7 +124,7 @@ func TestIfModifiedSince(t *testing.T) {
 
 // refIfNoneMatch is an independent reading of RFC 9110's If-None-Match
 // grammar, by regular expression, for the fuzz target to compare against.
-var refMember = regexp.MustCompile(`^[ \t,]*(?:(\*)|(?:W/)?("[\x21\x23-\x7e]*"))[ \t]*(?:,|$)`)
+var refMember = regexp.MustCompile(`^[ \t,]*(?:(\*)|(W/)?("[\x21\x23-\x7e]*"))[ \t]*(?:,|$)`)
 
 func highToBang(s string) string {
 	b := []byte(s)
@@ -136,7 +136,11 @@ func highToBang(s string) string {
 	return string(b)
 }
 
-func refIfNoneMatch(values []string, etag string) bool {
+func refIfNoneMatch(values []string, etag string) bool { return refMatch(values, etag, false) }
+
+// refMatch is the reference for If-None-Match (strong false) and If-Match
+// (strong true: a weak member never matches).
+func refMatch(values []string, etag string, strong bool) bool {
 	for _, v := range values {
 		for {
 			if strings.Trim(v, " \t,") == "" {
@@ -151,7 +155,7 @@ func refIfNoneMatch(values []string, etag string) bool {
 			if m[2] >= 0 {
 				return true
 			}
-			if v[m[4]:m[5]] == etag {
+			if v[m[6]:m[7]] == etag && !(strong && m[4] >= 0) {
 				return true
 			}
 			v = v[m[1]:]
@@ -176,6 +180,10 @@ func FuzzIfNoneMatch(f *testing.F) {
 		got := matchIfNoneMatch(vals, tag)
 		if want := refIfNoneMatch(vals, tag); got != want {
 			t.Fatalf("matchIfNoneMatch(%q) = %v, reference says %v", vals, got, want)
+		}
+		// If-Match: the same grammar, compared strongly.
+		if got, want := matchETags(vals, tag, true), refMatch(vals, tag, true); got != want {
+			t.Fatalf("matchETags(%q, strong) = %v, reference says %v", vals, got, want)
 		}
 		// A separate line holding the tag always matches.
 		if !matchIfNoneMatch(append(vals, tag), tag) {
