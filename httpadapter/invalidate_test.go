@@ -3,6 +3,7 @@ package httpadapter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -144,4 +145,35 @@ func TestForgetHandlerPanics(t *testing.T) {
 			fn()
 		})
 	}
+}
+
+// A DELETE on the endpoint's route forgets the entry of its argument.
+func ExampleForgetHandler() {
+	var n atomic.Int64
+	users := memo.New(func(ctx context.Context, id int64) (string, error) {
+		return fmt.Sprintf("user %d, version %d", id, n.Add(1)), nil
+	}, memo.Namespace("example.forget"), memo.WithBackend(memory.New()), memo.Expire(time.Hour))
+	isAdmin := func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer admin-token" }
+	mux := http.NewServeMux()
+	mux.Handle("GET /users/{id}", Handler(users, PathInt64("id")))
+	mux.Handle("DELETE /users/{id}", ForgetHandler(users, PathInt64("id"), isAdmin))
+
+	do := func(method, auth string) {
+		req := httptest.NewRequest(method, "/users/7", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		fmt.Println(strings.TrimSpace(fmt.Sprint(method, " ", rec.Code, " ", rec.Body.String())))
+	}
+	do("GET", "")
+	do("DELETE", "Bearer guess")
+	do("DELETE", "Bearer admin-token")
+	do("GET", "")
+	// Output:
+	// GET 200 "user 7, version 1"
+	// DELETE 403 Forbidden
+	// DELETE 204
+	// GET 200 "user 7, version 2"
 }

@@ -523,3 +523,58 @@ func BenchmarkRequestDecode(b *testing.B) {
 		})
 	}
 }
+
+// TestParamError422: the FastAPI set-up docs/http.md describes, a 422
+// with {"detail": ...} for the client's errors, and a RouteError still a
+// 500 without its text.
+func TestParamError422(t *testing.T) {
+	type args struct {
+		ID   int64 `path:"id"`
+		Page int   `query:"page"`
+	}
+	status := ErrorStatus(func(err error) int {
+		var pe *ParamError
+		if errors.As(err, &pe) {
+			return http.StatusUnprocessableEntity
+		}
+		return 0
+	})
+	srv := echo(t, "GET /items/{id}", Request[args](), status, ErrorBody(JSONError))
+	r := doReq(t, srv.Client(), "GET", srv.URL+"/items/7?page=two")
+	if want := `{"detail":"query parameter \"page\" is not an integer in range"}` + "\n"; r.status != 422 || r.body != want {
+		t.Errorf("GET ?page=two = %d %q, want 422 %q", r.status, r.body, want)
+	}
+	var log errLog
+	wrong := echo(t, "GET /things/{thing}", Request[args](), status, ErrorBody(JSONError), log.option())
+	r = doReq(t, wrong.Client(), "GET", wrong.URL+"/things/7")
+	if want := `{"detail":"Internal Server Error"}` + "\n"; r.status != 500 || r.body != want {
+		t.Errorf("GET on a route without {id} = %d %q, want 500 %q", r.status, r.body, want)
+	}
+}
+
+// Decode a path wildcard, query parameters and a header into one
+// argument.
+func ExampleRequest() {
+	type ItemArgs struct {
+		ID     int64    `path:"id"`
+		Fields []string `query:"field"`
+		Page   int      `query:"page" default:"1"`
+		Tenant string   `header:"X-Tenant"`
+	}
+	items := memo.New(func(ctx context.Context, a ItemArgs) (string, error) {
+		return fmt.Sprintf("item %d of %s, fields %v, page %d", a.ID, a.Tenant, a.Fields, a.Page), nil
+	}, memo.Namespace("example.items"), memo.WithBackend(memory.New()))
+	mux := http.NewServeMux()
+	mux.Handle("GET /items/{id}", Handler(items, Request[ItemArgs](), Vary("X-Tenant")))
+
+	for _, u := range []string{"/items/7?field=name&field=price", "/items/7?page=x"} {
+		req := httptest.NewRequest("GET", u, nil)
+		req.Header.Set("X-Tenant", "acme")
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		fmt.Print(rec.Code, " ", rec.Body.String(), "\n")
+	}
+	// Output:
+	// 200 "item 7 of acme, fields [name price], page 1"
+	// 400 Bad Request: query parameter "page" is not an integer in range
+}
