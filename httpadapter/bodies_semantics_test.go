@@ -163,6 +163,17 @@ func TestResponder(t *testing.T) {
 			t.Errorf("Respond calls = %d, want 1", n)
 		}
 	})
+	t.Run("304 on a miss", func(t *testing.T) {
+		f := memo.New(func(context.Context, string) (createdOrder, error) { return createdOrder{ID: 9}, nil },
+			memo.Namespace("test.respond.304miss"), memo.WithBackend(memory.New()), memo.Expire(time.Minute))
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("If-None-Match", etagOf([]byte(`{"id":9}`)))
+		rec := httptest.NewRecorder()
+		Handler(f, func(*http.Request) (string, error) { return "k", nil }).ServeHTTP(rec, req)
+		checkHeaders(t, "304", rec, map[string]string{
+			"status": "304", "Location": "/orders/9", "Cache-Status": "memo; fwd=miss; fwd-status=201; stored",
+		})
+	})
 	t.Run("pointer receiver, default status", func(t *testing.T) {
 		a := serveRaw(t, langPage{Lang: "fr"}, "", memo.WithBackend(memory.New()))
 		for _, k := range []string{"miss", "hit"} {

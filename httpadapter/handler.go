@@ -159,17 +159,18 @@ const (
 	csBypassIdentity = "memo; fwd=bypass; detail=credentials"
 )
 
-// withFwdStatus adds "; fwd-status=200" after cs's fwd parameter.
-func withFwdStatus(cs string) string {
+// withFwdStatus adds "; fwd-status=<status>" after cs's fwd parameter.
+func withFwdStatus(cs string, status int) string {
 	i := strings.Index(cs, "fwd=")
 	if i < 0 {
 		return cs
 	}
+	p := "; fwd-status=" + strconv.Itoa(status)
 	j := strings.IndexByte(cs[i:], ';')
 	if j < 0 {
-		return cs + "; fwd-status=200"
+		return cs + p
 	}
-	return cs[:i+j] + "; fwd-status=200" + cs[i+j:]
+	return cs[:i+j] + p + cs[i+j:]
 }
 
 // why says what chose the lookup mode.
@@ -351,9 +352,10 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cs = str[ccEnd:csEnd]
 	}
 	if notModified && !e.Hit && cs != "" {
-		// fn's answer was a 200: RFC 9211's fwd-status defaults to the
-		// status sent, which would say that fn answered 304.
-		cs = withFwdStatus(cs)
+		// fn's answer was a 200 (or a Responder's status): RFC 9211's
+		// fwd-status defaults to the status sent, which would say that fn
+		// answered 304.
+		cs = withFwdStatus(cs, ans.status)
 	}
 
 	hd := w.Header()
