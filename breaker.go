@@ -36,6 +36,12 @@ var ErrBreakerOpen = errors.New("memo: circuit breaker open: backend skipped")
 // State changes are logged (slog.Default, WARN on open, INFO on close) and
 // sent to the [Observer]. Breaker(0, 0) turns it off; a negative threshold,
 // or a positive one with a cooldown that is not positive, panics.
+//
+// Only calls that reach for the backend probe it: with a [LocalTier] in
+// front, an open breaker stays open while every call is answered locally.
+// The client's own recovery adds to the cooldown: go-redis, after a port
+// refused connections for a while (PoolSize failed dials), dials again only
+// once a second, so hits resume up to a second later (go-redis#3062).
 func Breaker(threshold int, cooldown time.Duration) Option {
 	switch {
 	case threshold < 0:

@@ -364,9 +364,17 @@ func (f *Func[A, R]) fetch(ctx context.Context, s *state, key string, a A, mode 
 			return res, true, nil
 		}
 	}
-	return f.flights.do(ctx, key, mode == Refresh, func(fctx context.Context, fl *flight[result[R]]) result[R] {
+	returned := false
+	defer func() {
+		if !returned { // fn panicked: its callers panic, each counted as a miss
+			s.stats.misses.Add(1)
+		}
+	}()
+	res, first, err := f.flights.do(ctx, key, mode == Refresh, func(fctx context.Context, fl *flight[result[R]]) result[R] {
 		return f.miss(fctx, s, key, a, mode, needVal, budget, 0, fl)
 	}, s.orphan)
+	returned = true
+	return res, first, err
 }
 
 // miss is a flight's body: the whole miss path of one key.

@@ -24,8 +24,8 @@ type Stats struct {
 	// NegativeHits counts calls answered by a remembered error
 	// ([NegativeCache], [CacheErrors]).
 	NegativeHits uint64
-	// Misses counts calls that found no usable entry and got fn's answer
-	// or error (or left before it came); one per computation they waited for.
+	// Misses counts calls that found no usable entry and got fn's answer,
+	// its error or its panic (or left before it came).
 	Misses uint64
 	// Coalesced counts calls that shared the computation another call
 	// started, rather than running fn themselves.
@@ -133,7 +133,11 @@ type Observer interface {
 
 // Computation describes a run of fn for an [Observer].
 type Computation struct {
-	Namespace string // the function's namespace
+	// Namespace is the function's namespace, as [Namespace] gives it or
+	// its default (the package path and name), without the [Prefix] that
+	// [Func.Namespace] adds. Attach, BackendCall and BreakerChange carry
+	// the same.
+	Namespace string
 	Reason    Reason // why fn runs
 }
 
@@ -181,7 +185,7 @@ type BackendCall struct {
 // BreakerChange describes a change of a circuit breaker's state for an
 // [Observer].
 type BreakerChange struct {
-	Namespace string    // the function reporting it
+	Namespace string    // the function reporting it (see Computation.Namespace)
 	Open      bool      // true: the breaker opened; false: it closed
 	Err       error     // the fault that opened it; nil when it closed
 	At        time.Time // when it changed

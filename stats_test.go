@@ -100,3 +100,16 @@ func TestObserveNilPanics(t *testing.T) {
 		}()
 	}
 }
+
+// TestStatsPanic: a call whose fn panics counts as a miss, as every call
+// counts once; the run counts as a computation and an error.
+func TestStatsPanic(t *testing.T) {
+	f := memo.New(func(_ context.Context, id int) (int, error) { panic("kaboom") }, memo.Namespace("stats-panic"))
+	func() {
+		defer func() { recover() }()
+		f.Call(context.Background(), 1)
+	}()
+	if got, want := f.Stats(), (memo.Stats{Misses: 1, Computations: 1, Errors: 1}); got != want {
+		t.Errorf("Stats() after a panicking call = %+v, want %+v", got, want)
+	}
+}
