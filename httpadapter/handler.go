@@ -246,7 +246,11 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// then If-None-Match, else If-Modified-Since (likewise).
 	lastMod := e.StoredAt.Truncate(time.Second)
 	if im := r.Header["If-Match"]; len(im) > 0 {
-		if !matchETags(im, ans.etag, true) {
+		strongTag := ans.etag
+		if h.cfg.weakETag {
+			strongTag = "" // a weak tag never matches strongly: only "*" does
+		}
+		if !matchETags(im, strongTag, true) {
 			h.failPrecondition(w, r)
 			return
 		}
@@ -363,7 +367,11 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		addHeader(hd, ans.header)
 	}
 	vals := make([]string, 8)
-	hd["Etag"] = set(vals, 0, ans.etag)
+	if h.cfg.weakETag {
+		hd["Etag"] = set(vals, 0, "W/"+ans.etag)
+	} else {
+		hd["Etag"] = set(vals, 0, ans.etag)
+	}
 	if vary, ok := h.varyFor(hd); ok {
 		hd["Vary"] = set(vals, 1, vary)
 	}

@@ -24,6 +24,7 @@ type config struct {
 	perUser          bool
 	ignoreCreds      bool
 	ignoreDirectives bool
+	weakETag         bool   // send W/"..."
 	cacheHeader      string // canonical name, "" = off
 	cacheStatus      bool
 	contentType      string // "" = application/json, results as JSON
@@ -95,6 +96,18 @@ func ContentType(ct string) Option {
 		panic(fmt.Sprintf("httpadapter: ContentType(%q): %v", ct, err))
 	}
 	return Option{func(c *config) { c.contentType = ct }}
+}
+
+// WeakETag sends the answer's entity tag in its weak form, W/"...", for
+// handlers behind compression middleware (gzhttp, chi's Compress): one
+// strong tag must never name both the identity and the gzip body, while a
+// weak one may (RFC 9110 section 8.8.1), and such middleware passes a weak
+// tag through untouched, as nginx's gzip weakens strong ones.
+// If-None-Match still matches it (a weak comparison), so revalidation keeps
+// its 304s; If-Match, whose comparison is strong, then matches only "*".
+// See docs/http.md, "Behind gzip".
+func WeakETag() Option {
+	return Option{func(c *config) { c.weakETag = true }}
 }
 
 // ErrorBody sets how error answers are written: fn receives the status,
