@@ -70,7 +70,14 @@ func newOutageRig(t *testing.T, opts ...memo.Option) *outageRig {
 	// on its own once a second (see TestBreakerOutage).
 	c := redis.NewClient(&redis.Options{Addr: p.Addr(), ContextTimeoutEnabled: true, PoolSize: 20})
 	t.Cleanup(func() { c.Close() })
-	r := &outageRig{ns: testenv.NS(t, "breaker"), proxy: p, client: c, backend: redisbackend.New(c), changes: &changeLog{}}
+	r := &outageRig{proxy: p, client: c, backend: redisbackend.New(c)}
+	r.init(t, opts...)
+	return r
+}
+
+// init makes r.f on r.backend.
+func (r *outageRig) init(t *testing.T, opts ...memo.Option) {
+	r.ns, r.changes = testenv.NS(t, "breaker"), &changeLog{}
 	all := append([]memo.Option{
 		memo.Namespace(r.ns), memo.WithBackend(r.backend),
 		memo.Expire(time.Minute), memo.Observe(r.changes),
@@ -79,7 +86,6 @@ func newOutageRig(t *testing.T, opts ...memo.Option) *outageRig {
 		r.runs[id].Add(1)
 		return outageAnswer(id), nil
 	}, all...)
-	return r
 }
 
 // noLeaks checks, when t ends, that no goroutine started during t is left
@@ -217,6 +223,21 @@ func (l *outageLoad) latencies(from, to time.Time) []time.Duration {
 	var d []time.Duration
 	for _, c := range l.calls {
 		if !c.start.Before(from) && c.start.Before(to) {
+			d = append(d, c.took)
+		}
+	}
+	slices.Sort(d)
+	return d
+}
+
+// latenciesOf are the sorted latencies of the calls on ids that keep says,
+// started in [from, to).
+func (l *outageLoad) latenciesOf(from, to time.Time, keep func(id int) bool) []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var d []time.Duration
+	for _, c := range l.calls {
+		if keep(c.id) && !c.start.Before(from) && c.start.Before(to) {
 			d = append(d, c.took)
 		}
 	}
