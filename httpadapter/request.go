@@ -235,6 +235,7 @@ type field struct {
 	ptr      bool
 	required bool
 	def      reflect.Value // the parsed default, or the zero Value
+	defText  string        // the default's text, parsed anew for a kText
 }
 
 // decoder fills a struct from a request by its resolved fields.
@@ -334,7 +335,7 @@ func compile(t reflect.Type, who string, all bool) *decoder {
 			if !parseValue(v, kd, dv) {
 				fail("field %s: default %q %s", sf.Name, dv, problems[kd])
 			}
-			f.def = v
+			f.def, f.defText = v, dv
 		}
 		if f.src == srcQuery {
 			d.query = append(d.query, len(d.fields))
@@ -462,7 +463,13 @@ func (f *field) absent(out reflect.Value) error {
 	if f.required {
 		return &ParamError{In: sourceTag[f.src], Name: f.name, Problem: "is missing"}
 	}
-	if f.def.IsValid() {
+	switch {
+	case !f.def.IsValid():
+	case f.kind == kText:
+		// A text unmarshaler may hold references: give each request its
+		// own value.
+		parseValue(out.FieldByIndex(f.index), kText, f.defText)
+	default:
 		out.FieldByIndex(f.index).Set(f.def)
 	}
 	return nil
@@ -470,11 +477,6 @@ func (f *field) absent(out reflect.Value) error {
 
 // maxQueryParams is url.ParseQuery's limit on the number of parameters.
 const maxQueryParams = 10000
-
-var (
-	errMalformedQuery = &ParamError{In: "query", Problem: "malformed query string"}
-	errTooManyParams  = &ParamError{In: "query", Problem: "has too many parameters"}
-)
 
 func (d *decoder) decode(r *http.Request, out reflect.Value) error {
 	if len(d.query) > 0 {
@@ -546,22 +548,21 @@ func (d *decoder) decodeQuery(raw string, out reflect.Value) error {
 	} else {
 		seen = seenBuf[:len(d.query)]
 	}
-	var firstErr error // a field's bad value; the answer unless the query is malformed
+	var firstErr error // a field's bad value
+	malformed := false
 	pairs := 1
 	for raw != "" {
-		p, err := nextPair(raw)
+		p, bad := nextPair(raw)
 		raw = raw[p.end:]
 		if p.amp {
 			pairs++
 		}
-		if err || firstErr != nil || p.key == "" {
-			if err {
-				firstErr = errMalformedQuery
-			}
-			if firstErr == errMalformedQuery {
-				break
-			}
-			continue
+		if bad {
+			malformed = true
+			break
+		}
+		if firstErr != nil || p.key == "" {
+			continue // only ParseQuery's errors matter now
 		}
 		key := p.key
 		if p.keyEsc {
@@ -580,25 +581,19 @@ func (d *decoder) decodeQuery(raw string, out reflect.Value) error {
 			if p.valEsc {
 				value = queryUnescape(value)
 			}
-			if err := f.set(out, value); err != nil {
-				firstErr = err
-			}
+			firstErr = f.set(out, value)
 			break
 		}
 	}
-	if firstErr != nil {
-		// ParseQuery's errors come first: a malformed pair or too many
-		// parameters anywhere.
-		if firstErr != errMalformedQuery && !validQuery(raw) {
-			firstErr = errMalformedQuery
-		}
-		if pairs+strings.Count(raw, "&") > maxQueryParams {
-			return errTooManyParams
-		}
+	// ParseQuery's errors come first: too many parameters, then a
+	// malformed member anywhere.
+	switch {
+	case pairs+strings.Count(raw, "&") > maxQueryParams:
+		return &ParamError{In: "query", Problem: "too many query parameters"}
+	case malformed:
+		return &ParamError{In: "query", Problem: "malformed query string"}
+	case firstErr != nil:
 		return firstErr
-	}
-	if pairs > maxQueryParams {
-		return errTooManyParams
 	}
 	for j, fi := range d.query {
 		if !seen[j] {
@@ -656,19 +651,6 @@ done:
 		p.key, p.value, p.valEsc = raw[:eq], raw[eq+1:i], esc
 	}
 	return p, malformed
-}
-
-// validQuery reports whether url.ParseQuery finds no malformed member in
-// the rest of a raw query.
-func validQuery(raw string) bool {
-	for raw != "" {
-		p, malformed := nextPair(raw)
-		if malformed {
-			return false
-		}
-		raw = raw[p.end:]
-	}
-	return true
 }
 
 func isHex(c byte) bool {

@@ -99,7 +99,7 @@ func TestRequest(t *testing.T) {
 		{name: "semicolon", query: "q=x;page=2", wantErr: &ParamError{"query", "", "malformed query string"}},
 		{name: "malformed after a bad value", query: "page=x&a=%", wantErr: &ParamError{"query", "", "malformed query string"}},
 		{name: "as many parameters as ParseQuery takes", query: "q=x" + strings.Repeat("&", maxQueryParams-1), want: base(nil)},
-		{name: "too many parameters", query: "q=x" + strings.Repeat("&", maxQueryParams), wantErr: &ParamError{"query", "", "has too many parameters"}},
+		{name: "too many parameters", query: "q=x" + strings.Repeat("&", maxQueryParams), wantErr: &ParamError{"query", "", "too many query parameters"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -332,6 +332,7 @@ func TestRequestPanics(t *testing.T) {
 	// pointer to one, a list of them; untagged unsupported fields; an
 	// embedded struct's fields.
 	type fine struct {
+		D  textOnValue   `query:"d" default:"dflt"`
 		T  textOnValue   `query:"t"`
 		TP *textOnValue  `query:"tp"`
 		TS []textOnValue `query:"ts"`
@@ -340,7 +341,7 @@ func TestRequestPanics(t *testing.T) {
 	}
 	req := httptest.NewRequest("GET", "/?t=a&tp=b&ts=c&ts=d&x=e", nil)
 	got, err := Request[fine]()(req)
-	if err != nil || got.T.s != "a" || got.TP.s != "b" || len(got.TS) != 2 || got.TS[1].s != "d" || got.X != "e" {
+	if err != nil || got.D.s != "dflt" || got.T.s != "a" || got.TP.s != "b" || len(got.TS) != 2 || got.TS[1].s != "d" || got.X != "e" {
 		t.Errorf("Request[fine] = %+v, %v", got, err)
 	}
 }
