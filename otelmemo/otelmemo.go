@@ -13,27 +13,31 @@
 // never reported one by one, and cost a hit nothing here; each collection
 // reads the [memo.Stats] of every function attached to the Observer.
 //
-//	memo.requests           counter   {request}  memo.namespace, memo.result
-//	memo.computations       counter   {computation} memo.namespace
-//	memo.errors             counter   {error}    memo.namespace
-//	memo.faults             counter   {fault}    memo.namespace
-//	memo.refreshes          counter   {refresh}  memo.namespace
-//	memo.lease.waits        counter   {wait}     memo.namespace
-//	memo.backend.skips      counter   {call}     memo.namespace
-//	memo.compute.duration   histogram s          memo.namespace, memo.reason, error.type
-//	memo.backend.duration   histogram s          memo.operation, error.type
-//	memo.breaker.changes    counter   {change}   memo.namespace, memo.breaker.state
-//	memo.breaker.open       gauge     {breaker}  memo.namespace
+//	memo.requests          counter    {request}      memo.namespace, memo.result
+//	memo.computations      counter    {computation}  memo.namespace
+//	memo.errors            counter    {error}        memo.namespace
+//	memo.faults            counter    {fault}        memo.namespace
+//	memo.refreshes         counter    {refresh}      memo.namespace
+//	memo.lease.waits       counter    {wait}         memo.namespace
+//	memo.backend.skips     counter    {call}         memo.namespace
+//	memo.compute.duration  histogram  s              memo.namespace, memo.reason, error.type
+//	memo.backend.duration  histogram  s              memo.operation, error.type
+//	memo.breaker.changes   counter    {change}       memo.namespace, memo.breaker.state
+//	memo.breaker.open      gauge      {breaker}      memo.namespace
 //
 // memo.result is one of hit, stale, miss, coalesced, negative and bypass,
 // from the Stats fields Hits, StaleHits, Misses, Coalesced, NegativeHits and
 // Bypasses: every call counts once, so the sum over memo.result is the
 // number of calls. memo.reason is miss, refresh, forced or bypass
 // ([memo.Reason]). error.type is present only on a failure: "panic" when fn
-// panicked, else the error's type as OpenTelemetry's semantic conventions
-// say (its ErrorType() string, or the package path and name of its type
-// after unwrapping fmt.Errorf wrappers, such as
-// "context.deadlineExceededError"), or "_OTHER" past 100 distinct values.
+// (or the backend) panicked, "timeout" for an error wrapping
+// context.DeadlineExceeded, "canceled" for context.Canceled, else the
+// error's type as OpenTelemetry's semantic conventions say: the value of an
+// ErrorType() string method in its chain, or the package path and name of
+// its type once fmt.Errorf's wrappers are removed (the first error of
+// several %w), such as "*net.OpError". Its values are bounded (100 Go
+// types; 400 failed-run series per namespace, 600 failed-call series):
+// past that, "_OTHER".
 // memo.operation is get, set, delete, clear, lease or publish.
 // memo.breaker.state is open or closed; memo.breaker.open is the number of
 // open circuit breakers in front of a namespace's backend (reported once

@@ -205,9 +205,8 @@ func TestSequence(t *testing.T) {
 		synctest.Wait()
 		call(1, 11, nil, "after the refresh")
 
-		// Misses: 4, not 5: the call that panicked with fn's panic is not
-		// counted (see /tmp/brief/requests-otel.md); 5 once it is.
-		wantStats := memo.Stats{Hits: 3, StaleHits: 1, Misses: 4, Coalesced: 4, NegativeHits: 1, Bypasses: 1,
+		// Misses: 5, the call that panicked with fn's panic included.
+		wantStats := memo.Stats{Hits: 3, StaleHits: 1, Misses: 5, Coalesced: 4, NegativeHits: 1, Bypasses: 1,
 			Computations: 7, Errors: 3, Refreshes: 1}
 		if diff := cmp.Diff(wantStats, f.Stats()); diff != "" {
 			t.Errorf("Stats() (-want +got):\n%s", diff)
