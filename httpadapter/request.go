@@ -150,7 +150,8 @@ func noArg(*http.Request) (struct{}, error) { return struct{}{}, nil }
 // offset's '+' was, as an unescaped '+' in a query becomes, is read as
 // '+'), time.Duration (time.ParseDuration: "90s", "1h30m"), a type whose
 // pointer implements encoding.TextUnmarshaler, a pointer to one of these
-// (nil when absent), or a slice of one of these but a pointer. A scalar
+// (nil when absent), or a slice of one of these (not of pointers; not
+// []byte, which would be a list of numbers: use a string). A scalar
 // takes the first value of a repeated query parameter or header; a slice
 // takes every value in order: each repeated query parameter, and each
 // element of each line of a header, split at commas as an HTTP list (empty
@@ -162,8 +163,9 @@ func noArg(*http.Request) (struct{}, error) { return struct{}{}, nil }
 // included (?page= is an error for an int). A path wildcard is absent when
 // it matched nothing ("{rest...}" at the end of the path). Untagged fields
 // and parameters no field names are ignored, so they do not split the
-// cache key (?id=1&utm_source=x decodes like ?id=1); name in the key every
-// header that a field reads with [Vary]. Client errors are *[ParamError]
+// cache key (?id=1&utm_source=x decodes like ?id=1). List every header
+// that a field reads in [Vary], so that HTTP caches keep one answer per
+// value. Client errors are *[ParamError]
 // (answered 400), with a text that names the parameter and never echoes
 // its value; the query string is read as url.ParseQuery reads it, and is
 // an error where ParseQuery gives one. A path tag naming a wildcard that
@@ -319,6 +321,9 @@ func compile(t reflect.Type, who string, all bool) *decoder {
 		kd, ok := kindOf(ft)
 		if !ok {
 			fail("field %s has type %v; want a string, bool, integer, float, time.Time, time.Duration, encoding.TextUnmarshaler, or a pointer to or slice of one", sf.Name, sf.Type)
+		}
+		if f.slice && kd == kUint && ft.Kind() == reflect.Uint8 {
+			fail("field %s has type %v: a list of bytes is ambiguous; want a string", sf.Name, sf.Type)
 		}
 		if f.slice && f.src == srcPath {
 			fail("field %s: a path wildcard has one value; want a scalar type, not %v", sf.Name, sf.Type)
