@@ -541,3 +541,47 @@ func (h *countingHandler) get() []string {
 	defer h.mu.Unlock()
 	return slices.Clone(h.lines)
 }
+
+// TestBreakerShared: two functions on one Backend share its breaker: the
+// first one's faults open it for both (the second's first call during
+// the outage skips Redis and is answered at once), each function's
+// Observer hears the change, and one probe closes it for both.
+func TestBreakerShared(t *testing.T) {
+	r := newOutageRig(t)
+	other := &outageRig{backend: r.backend}
+	other.init(t)
+	r.warm(t, 8)
+	other.warm(t, 8)
+
+	r.proxy.Set(faultproxy.Stall)
+	for id := 0; len(r.changes.get()) == 0; id++ {
+		if id == 100 {
+			t.Fatalf("the breaker did not open in 100 calls on a stalled Redis")
+		}
+		r.call(t, id%8)
+	}
+	start := time.Now()
+	other.call(t, 0)
+	took := time.Since(start)
+	if s := other.f.Stats(); s.BackendSkips != 1 || s.Faults != 0 {
+		t.Errorf("second function's first call on the open breaker: Stats{BackendSkips: %d, Faults: %d}, want 1, 0 (took %v)", s.BackendSkips, s.Faults, took)
+	}
+	r.proxy.Set(faultproxy.Forward)
+	hits := other.f.Stats().Hits
+	for limit := time.Now().Add(5 * time.Second); other.f.Stats().Hits == hits; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(limit) {
+			t.Fatalf("no hit for the second function within 5 s of Redis answering again")
+		}
+		r.call(t, 1) // the first function's probe closes the breaker for both
+		other.call(t, 1)
+	}
+	for _, c := range []struct {
+		name string
+		log  []memo.BreakerChange
+	}{{"first", r.changes.get()}, {"second", other.changes.get()}} {
+		if len(c.log) != 2 || !c.log[0].Open || c.log[1].Open {
+			t.Errorf("%s function's Observer heard %d changes (%s), want open then close", c.name, len(c.log), changesSince(c.log, start))
+		}
+	}
+	t.Logf("FIGURES TestBreakerShared second function's first call on the open breaker: %v", took.Round(time.Microsecond))
+}
