@@ -2,7 +2,9 @@ package redisbackend
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -28,18 +30,25 @@ var _ memo.Announcer = (*Backend)(nil)
 // included): a Set or a delete is pipelined with its PUBLISH (one round
 // trip; Redis runs the two in order, so the message leaves after the
 // write); a fenced write (memo.Lease) publishes from inside its script,
-// only when it stored. On a *redis.ClusterClient the message is an
-// SPUBLISH to the channel's slot, which a script on another slot cannot
-// send: a Set or a delete is pipelined with it when the key's master is
-// the channel's master (one round trip, in order, on one connection);
-// otherwise, and for every fenced write, the SPUBLISH follows the write
-// (two round trips, as without Announce). go-redis would send a pipeline
-// spanning two masters to both at once, but then the message could reach
-// another process before the write landed on the other master, and that
-// process could read the old value again and keep it in its tier until
-// LocalTTL: Announce never trades that for a round trip. On a *redis.Ring
-// and other clients the PUBLISH follows the write. Clear publishes after
-// its scan has ended, in every case.
+// only when it stored.
+//
+// On a *redis.ClusterClient the message is an SPUBLISH to the channel's
+// slot, which a script on another slot cannot send. A Set or a delete of
+// a key whose master is the channel's master is pipelined with it on that
+// master's connection (one round trip, in order). Any other key, and
+// every fenced write, is written first and then announced (two round
+// trips, as without Announce): go-redis would send a pipeline spanning two
+// masters to both at once, and the message could then reach another
+// process before the write landed on the other master; that process could
+// read the old value again and keep it in its tier until LocalTTL.
+// Announce never trades that for a round trip. With 3 masters, about one
+// key in 3 gains. If the master answers MOVED or ASK (a resharding) or its
+// connection fails, both commands are sent again through the
+// ClusterClient, one after the other, so that a message that left before
+// the write is followed by one after it.
+//
+// On a *redis.Ring and other clients the PUBLISH follows the write. Clear
+// publishes after its scan has ended, in every case.
 func Announce(ps *PubSub) Option {
 	if ps == nil {
 		panic("redisbackend: Announce(nil)")
@@ -73,17 +82,16 @@ func (b *Backend) WriteAnnounce(ctx context.Context, w memo.Write, inv memo.Inva
 	msg := encodeInvalidation(inv)
 	switch w.Op {
 	case memo.OpSet:
-		cmd, err := b.setCmd(ctx, w.Key, w.Value, w.TTL)
-		if err != nil {
+		if err := b.checkSet(w.Value, w.TTL); err != nil {
 			return false, err
 		}
-		werr, perr := b.announce(ctx, w.Key, cmd, msg)
+		werr, perr := b.announce(ctx, &w, msg)
 		if err := b.setErr(ctx, werr); err != nil {
 			return false, err
 		}
 		return true, b.publishErr(ctx, perr)
 	case memo.OpDelete:
-		werr, perr := b.announce(ctx, w.Key, b.deleteCmd(ctx, w.Key), msg)
+		werr, perr := b.announce(ctx, &w, msg)
 		if werr != nil {
 			return false, wrap(ctx, "delete", werr)
 		}
@@ -108,39 +116,81 @@ func (b *Backend) WriteAnnounce(ctx context.Context, w memo.Write, inv memo.Inva
 	return false, fmt.Errorf("redisbackend: WriteAnnounce: unknown op %d", w.Op)
 }
 
-// announce sends cmd, a write of key, and the PUBLISH of msg: pipelined
-// where Redis runs them in order on one connection, one after the other
-// otherwise. It returns each command's error.
-func (b *Backend) announce(ctx context.Context, key string, cmd redis.Cmder, msg string) (werr, perr error) {
-	pub := b.ps.publishCmd(ctx, msg)
-	if !b.pipelines(ctx, key) {
-		werr = b.process(ctx, cmd)
-		return werr, b.process(ctx, pub)
+// announce sends w, a Set or a delete, and the PUBLISH of msg: pipelined where Redis runs them in order on one connection, one
+// after the other otherwise. It returns each command's error.
+//
+// On a Cluster the pipeline goes straight to the master's own client (a
+// ClusterClient pipeline would cost a goroutine and its bookkeeping per
+// call: 10 more allocations, and most of the round trip saved). When that
+// master no longer holds the slot (MOVED, ASK) or the connection failed,
+// both commands are sent again through the ClusterClient, one after the
+// other, which follows redirections and retries: a message that went out
+// before the write landed is followed by one after it.
+func (b *Backend) announce(ctx context.Context, w *memo.Write, msg string) (werr, perr error) {
+	var node *redis.Client
+	if c, ok := b.client.(*redis.Client); ok {
+		node = c
+	} else if b.cluster != nil {
+		node = b.channelMaster(ctx, w.Key)
 	}
-	p := b.client.Pipeline()
+	if node == nil {
+		return b.sequential(ctx, b.writeCmd(ctx, w), msg)
+	}
+	cmd, pub := b.writeCmd(ctx, w), b.ps.publishCmd(ctx, msg)
+	p := node.Pipeline()
 	_ = p.Process(ctx, cmd)
 	_ = p.Process(ctx, pub)
 	_, err := p.Exec(ctx)
+	if b.cluster != nil && err != nil && ctx.Err() == nil && (redirected(err) || !isReply(err) && !isNetTimeout(err)) {
+		b.cluster.ReloadState(ctx)
+		return b.sequential(ctx, b.writeCmd(ctx, w), msg)
+	}
 	b.suspect(ctx, err)
 	return cmd.Err(), pub.Err()
 }
 
-// pipelines reports whether a write of key and the PUBLISH can share a
-// pipeline: on a single server, and on a Cluster when key's master is the
-// channel's.
-func (b *Backend) pipelines(ctx context.Context, key string) bool {
-	if _, ok := b.client.(*redis.Client); ok {
-		return true
+// writeCmd returns the command of w, a Set (already checked) or a delete.
+func (b *Backend) writeCmd(ctx context.Context, w *memo.Write) redis.Cmder {
+	if w.Op == memo.OpDelete {
+		return b.deleteCmd(ctx, w.Key)
 	}
-	if b.cluster == nil {
-		return false
-	}
+	return b.setCmd(ctx, w.Key, w.Value, w.TTL)
+}
+
+// sequential sends cmd, then the PUBLISH of msg, whatever cmd's outcome.
+func (b *Backend) sequential(ctx context.Context, cmd redis.Cmder, msg string) (werr, perr error) {
+	werr = b.process(ctx, cmd)
+	return werr, b.process(ctx, b.ps.publishCmd(ctx, msg))
+}
+
+// channelMaster returns the client of key's master on a Cluster when it is
+// the channel's master too, and nil otherwise.
+func (b *Backend) channelMaster(ctx context.Context, key string) *redis.Client {
 	km, err := b.cluster.MasterForKey(ctx, key)
 	if err != nil {
+		return nil
+	}
+	if cm, err := b.cluster.MasterForKey(ctx, b.ps.channel); err != nil || cm != km {
+		return nil
+	}
+	return km
+}
+
+// redirected reports whether err is a Cluster's MOVED or ASK reply.
+func redirected(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
 		return false
 	}
-	cm, err := b.cluster.MasterForKey(ctx, b.ps.channel)
-	return err == nil && km == cm
+	msg := re.Error()
+	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ")
+}
+
+// isReply reports whether err is a reply from Redis (not a connection's
+// failure).
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
 }
 
 func (b *Backend) publishErr(ctx context.Context, err error) error {

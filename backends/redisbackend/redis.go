@@ -251,27 +251,31 @@ func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisbackend: set: %w", err)
 	}
-	cmd, err := b.setCmd(ctx, key, value, ttl)
-	if err != nil {
+	if err := b.checkSet(value, ttl); err != nil {
 		return err
 	}
-	return b.setErr(ctx, b.process(ctx, cmd))
+	return b.setErr(ctx, b.process(ctx, b.setCmd(ctx, key, value, ttl)))
 }
 
-// setCmd returns the SET that stores value under key for ttl, or why it
-// must not be sent.
-func (b *Backend) setCmd(ctx context.Context, key string, value []byte, ttl time.Duration) (*redis.StatusCmd, error) {
+// checkSet returns why a SET of value for ttl must not be sent, if so.
+func (b *Backend) checkSet(value []byte, ttl time.Duration) error {
 	if len(value) > b.maxValue {
-		return nil, fmt.Errorf("redisbackend: set: %d-byte value exceeds the %d-byte limit: %w",
+		return fmt.Errorf("redisbackend: set: %d-byte value exceeds the %d-byte limit: %w",
 			len(value), b.maxValue, memo.ErrTooLarge)
 	}
-	switch {
-	case ttl == 0:
-		return redis.NewStatusCmd(ctx, "set", key, value), nil
-	case ttl > 0:
-		return redis.NewStatusCmd(ctx, "set", key, value, "px", ms(ttl)), nil
+	if ttl < 0 {
+		return fmt.Errorf("redisbackend: set: negative ttl %v", ttl)
 	}
-	return nil, fmt.Errorf("redisbackend: set: negative ttl %v", ttl)
+	return nil
+}
+
+// setCmd returns the SET that stores value under key for ttl (checked by
+// checkSet).
+func (b *Backend) setCmd(ctx context.Context, key string, value []byte, ttl time.Duration) *redis.StatusCmd {
+	if ttl == 0 {
+		return redis.NewStatusCmd(ctx, "set", key, value)
+	}
+	return redis.NewStatusCmd(ctx, "set", key, value, "px", ms(ttl))
 }
 
 // setErr returns Set's error for err, the SET's.
