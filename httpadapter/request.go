@@ -52,7 +52,7 @@ func (e *ParamError) Error() string {
 // wildcard that the request's route does not have: a programmer's error,
 // not the client's. It is detected on the first request (a decoder does not
 // see the route before then) and on every request after it: the route
-// pattern, as ServeMux (Go 1.22+) and chi record it in http.Request.Pattern,
+// pattern, as ServeMux (Go 1.23+) and chi record it in http.Request.Pattern,
 // lacks the wildcard, or the wildcard has no value and the request has no
 // pattern at all (a router that sets neither, such as gin or echo without
 // the shim in docs/http.md). Its HTTPStatus is 500, so [Handler] answers
