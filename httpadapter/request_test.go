@@ -604,3 +604,51 @@ func BenchmarkHitDecode(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) { runInProcess(b, h, req, 200, false) })
 	}
 }
+
+// FuzzRequestHeader checks header lists against the obvious reading:
+// every line split at commas, elements trimmed of spaces and tabs, empty
+// ones dropped; a scalar takes the first line as is.
+func FuzzRequestHeader(f *testing.F) {
+	for _, s := range [][2]string{{"a, b", "c"}, {" , ", ""}, {"1,2", "x"}, {"\t7\t", "8"}, {"", ","}} {
+		f.Add(s[0], s[1])
+	}
+	type args struct {
+		List  []string `header:"X-List"`
+		Ints  []int    `header:"X-Ints"`
+		First string   `header:"X-First"`
+	}
+	decode := Request[args]()
+	f.Fuzz(func(t *testing.T, l1, l2 string) {
+		h := http.Header{"X-List": {l1, l2}, "X-Ints": {l1, l2}, "X-First": {l1, l2}}
+		got, err := decode(&http.Request{Method: "GET", URL: &url.URL{Path: "/"}, Header: h})
+		var want args
+		want.First = l1
+		intsOK := true
+		for _, line := range []string{l1, l2} {
+			for _, e := range strings.Split(line, ",") {
+				if e = strings.Trim(e, " \t"); e == "" {
+					continue
+				}
+				want.List = append(want.List, e)
+				n, perr := strconv.Atoi(e)
+				if perr != nil {
+					intsOK = false
+				}
+				want.Ints = append(want.Ints, n)
+			}
+		}
+		if !intsOK {
+			var pe *ParamError
+			if !errors.As(err, &pe) || pe.Name != "X-Ints" {
+				t.Fatalf("decode(%q, %q) error = %v, want X-Ints's", l1, l2, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("decode(%q, %q) error = %v", l1, l2, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("decode(%q, %q) (-want +got):\n%s", l1, l2, diff)
+		}
+	})
+}
