@@ -37,6 +37,11 @@ var ErrBreakerOpen = errors.New("memo: circuit breaker open: backend skipped")
 // sent to the [Observer]. Breaker(0, 0) turns it off; a negative threshold,
 // or a positive one with a cooldown that is not positive, panics.
 //
+// A backend whose keys live on several servers that fail apart (a Redis
+// Cluster) says so by implementing [Sharded]: each server then has a
+// breaker of its own, so that one stalled server does not make calls skip
+// the others.
+//
 // Only calls that reach for the backend probe it: with a [LocalTier] in
 // front, an open breaker stays open while every call is answered locally.
 // The client's own recovery adds to the cooldown: go-redis, after a port
@@ -54,7 +59,19 @@ func Breaker(threshold int, cooldown time.Duration) Option {
 	return Option{"Breaker", func(c *config) { c.breakerThreshold, c.breakerCooldown = threshold, cooldown }}
 }
 
-// breaker is a circuit breaker in front of one backend.
+// Sharded is implemented by a [Backend] whose keys live on several
+// servers that fail apart, such as the masters of a Redis Cluster. Shard
+// names the server that calls for key go to (such as its address), or
+// returns "" when it cannot tell; it must be cheap (no I/O once the
+// backend knows its servers) and safe for concurrent use. memo keeps a
+// circuit [Breaker] per shard name; calls without a key (Clear) use the
+// backend's own.
+type Sharded interface {
+	Shard(ctx context.Context, key string) string
+}
+
+// breaker is a circuit breaker in front of one backend, or of one shard
+// of it (a child of the backend's breaker, made on first use).
 //
 // Closed (open false), every call goes through; a fault adds to fails, a
 // success resets it; fails reaching threshold opens it. Open, calls are
@@ -74,9 +91,17 @@ type breaker struct {
 	openedAt atomic.Int64 // clock.Mono() when it opened or a probe failed
 	probing  atomic.Bool  // a probe is under way
 
+	shard  string   // the shard's name; "" for the backend's own
+	root   *breaker // the backend's breaker: its watchers; itself for the root
+	shards sync.Map // shard name → *breaker, on the root
+
 	mu       sync.Mutex
-	watchers map[any]func(BreakerChange) // by function: its observer
+	watchers map[any]func(BreakerChange) // by function: its observer; on the root
 }
+
+// maxShards bounds the shard breakers of a backend: names past it share
+// the backend's own breaker.
+const maxShards = 1024
 
 type breakerKey struct {
 	b         Backend
@@ -94,10 +119,26 @@ func breakerFor(b Backend, threshold int, cooldown time.Duration, c clock) *brea
 		return nil
 	}
 	nb := &breaker{threshold: int64(threshold), cooldown: int64(cooldown), clock: c, backend: fmt.Sprintf("%T", b)}
+	nb.root = nb
 	if !reflect.TypeOf(b).Comparable() || !reflect.TypeOf(c).Comparable() {
 		return nb
 	}
 	got, _ := breakers.LoadOrStore(breakerKey{b, threshold, cooldown, c}, nb)
+	return got.(*breaker)
+}
+
+// child returns the breaker of the shard named name.
+func (b *breaker) child(name string) *breaker {
+	if c, ok := b.shards.Load(name); ok {
+		return c.(*breaker)
+	}
+	n := 0
+	b.shards.Range(func(any, any) bool { n++; return n < maxShards })
+	if n >= maxShards {
+		return b
+	}
+	c := &breaker{threshold: b.threshold, cooldown: b.cooldown, clock: b.clock, backend: b.backend, shard: name, root: b}
+	got, _ := b.shards.LoadOrStore(name, c)
 	return got.(*breaker)
 }
 
@@ -148,21 +189,26 @@ func (b *breaker) done(probe bool, err error, fault bool) {
 // changed logs a change of state and tells the observers.
 func (b *breaker) changed(open bool, err error) {
 	ctx := context.Background()
-	if open {
-		slog.Default().LogAttrs(ctx, slog.LevelWarn, "memo: backend circuit breaker opened: calls skip the backend until a probe succeeds",
-			slog.String("backend", b.backend), slog.Int64("faults", b.threshold), slog.Duration("cooldown", time.Duration(b.cooldown)), slog.Any("err", err))
-	} else {
-		slog.Default().LogAttrs(ctx, slog.LevelInfo, "memo: backend circuit breaker closed: the backend answers again", slog.String("backend", b.backend))
+	attrs := []slog.Attr{slog.String("backend", b.backend)}
+	if b.shard != "" {
+		attrs = append(attrs, slog.String("shard", b.shard))
 	}
-	b.mu.Lock()
-	ws := make([]func(BreakerChange), 0, len(b.watchers))
-	for _, w := range b.watchers {
+	if open {
+		attrs = append(attrs, slog.Int64("faults", b.threshold), slog.Duration("cooldown", time.Duration(b.cooldown)), slog.Any("err", err))
+		slog.Default().LogAttrs(ctx, slog.LevelWarn, "memo: backend circuit breaker opened: calls skip the backend until a probe succeeds", attrs...)
+	} else {
+		slog.Default().LogAttrs(ctx, slog.LevelInfo, "memo: backend circuit breaker closed: the backend answers again", attrs...)
+	}
+	r := b.root
+	r.mu.Lock()
+	ws := make([]func(BreakerChange), 0, len(r.watchers))
+	for _, w := range r.watchers {
 		ws = append(ws, w)
 	}
-	b.mu.Unlock()
+	r.mu.Unlock()
 	at := time.Now()
 	for _, w := range ws {
-		observing(func() { w(BreakerChange{Open: open, Err: err, At: at, Backend: b.backend}) })
+		observing(func() { w(BreakerChange{Open: open, Err: err, At: at, Backend: b.backend, Shard: b.shard}) })
 	}
 }
 

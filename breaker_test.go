@@ -263,3 +263,78 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// shardedStore is two stores behind one Backend: keys whose id starts
+// with "a" live on shard "A", the others on "B"; each shard can be down.
+type shardedStore struct {
+	a, b *faultyStore
+}
+
+func (s *shardedStore) pick(key string) *faultyStore {
+	if i := strings.LastIndexByte(key, ':'); i >= 0 && strings.HasPrefix(key[i+1:], "a") {
+		return s.a
+	}
+	return s.b
+}
+func (s *shardedStore) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	return s.pick(key).Get(ctx, key)
+}
+func (s *shardedStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	return s.pick(key).Set(ctx, key, v, ttl)
+}
+func (s *shardedStore) Delete(ctx context.Context, key string) error {
+	return s.pick(key).Delete(ctx, key)
+}
+func (s *shardedStore) Shard(_ context.Context, key string) string {
+	if s.pick(key) == s.a {
+		return "A"
+	}
+	if strings.Contains(key, "panic") {
+		panic("shard kaboom")
+	}
+	return "B"
+}
+
+// shardWatch keeps the shards whose breakers changed.
+type shardWatch struct {
+	breakerWatch
+	shards []string
+}
+
+func (w *shardWatch) BreakerChange(c memo.BreakerChange) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.shards = append(w.shards, fmt.Sprintf("%s:%v", c.Shard, c.Open))
+}
+
+// TestBreakerSharded: a backend that names its shards gets a breaker per
+// shard: one shard down opens its breaker alone, and calls for the other
+// shard's keys keep reaching it. It fails with one breaker per backend
+// (the healthy shard's keys would skip the store too).
+func TestBreakerSharded(t *testing.T) {
+	store := &shardedStore{a: &faultyStore{err: errors.New("shard A down")}, b: &faultyStore{}}
+	store.a.down.Store(true)
+	w := &shardWatch{}
+	f := memo.New(func(_ context.Context, id string) (string, error) { return id, nil },
+		memo.Namespace("breaker-sharded"), memo.WithBackend(store), memo.Breaker(3, time.Hour),
+		memo.Observe(w), memo.OnError(func(context.Context, error) {}))
+	ctx := context.Background()
+	for i := range 10 {
+		for _, k := range []string{fmt.Sprint("a", i), fmt.Sprint("b", i), fmt.Sprint("panic", i)} {
+			if got, err := f.Call(ctx, k); got != k || err != nil {
+				t.Fatalf("Call(%q) = %q, %v", k, got, err)
+			}
+		}
+	}
+	if n := store.a.calls.Load(); n != 3 {
+		t.Errorf("the downed shard got %d calls, want 3 (then its breaker opened)", n)
+	}
+	if n := store.b.calls.Load(); n != 40 {
+		t.Errorf("the healthy shard got %d calls for 20 misses, want 40 (a read and a write each)", n)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if fmt.Sprint(w.shards) != "[A:true]" {
+		t.Errorf("breaker changes = %v, want [A:true]", w.shards)
+	}
+}

@@ -80,7 +80,7 @@ func (f *Func[A, R]) leaseFor(ctx context.Context, s *state, l Leaser, key strin
 	la, _ := l.(absentLeaser)
 	for {
 		var got, exists bool
-		err := s.call(ctx, s.timeout, "lease", func(bctx context.Context) error {
+		err := s.call(ctx, s.timeout, "lease", key, func(bctx context.Context) error {
 			var err error
 			if missing && la != nil {
 				// The read found no entry: take the lease only if none
@@ -153,7 +153,7 @@ type absentLeaser interface {
 // release ends a lease that no write used, reporting a failure (the lease
 // then ends at its ttl).
 func (s *state) release(ctx context.Context, key, token string) {
-	if err := s.call(ctx, s.timeout, "lease", func(bctx context.Context) error { return s.leaser().Release(bctx, key, token) }); err != nil {
+	if err := s.call(ctx, s.timeout, "lease", key, func(bctx context.Context) error { return s.leaser().Release(bctx, key, token) }); err != nil {
 		s.report(ctx, "lease", key, err)
 	}
 }

@@ -47,6 +47,7 @@ type state struct {
 	stats    *counters                          // the function's
 	breaker  *breaker                           // in front of remote; nil: none
 	announce Announcer                          // remote, when it publishes the local tier's invalidations
+	sharded  Sharded                            // remote, when it has a breaker per shard
 	nsKey    string                             // prefix:namespace
 	localNS  string                             // the local tier's short name for nsKey
 	sysClock bool                               // clock is the system's
@@ -148,6 +149,7 @@ func (f *Func[A, R]) load() *state {
 	s.breaker = breakerFor(s.remote, s.breakerThreshold, s.breakerCooldown, s.clock)
 	if s.breaker != nil {
 		s.breaker.watch(f, f.ns, s.observer)
+		s.sharded, _ = s.remote.(Sharded)
 	}
 	if s.observer != nil {
 		f.attach(s.observer)
@@ -624,7 +626,7 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 		}
 		if token := res.token; token != "" {
 			res.token = ""
-			werr = s.call(ctx, s.timeout, "set", func(bctx context.Context) error {
+			werr = s.call(ctx, s.timeout, "set", key, func(bctx context.Context) error {
 				var err error
 				if announced {
 					stored, err = s.announce.WriteAnnounce(bctx, Write{Op: OpSetFenced, Key: key, Value: res.entry.raw, TTL: ttl, Token: token}, s.invalidation(key))
@@ -640,7 +642,7 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 				return werr
 			}
 		} else {
-			werr = s.call(ctx, s.timeout, "set", func(bctx context.Context) error {
+			werr = s.call(ctx, s.timeout, "set", key, func(bctx context.Context) error {
 				if announced {
 					_, err := s.announce.WriteAnnounce(bctx, Write{Op: OpSet, Key: key, Value: res.entry.raw, TTL: ttl}, s.invalidation(key))
 					return err
@@ -837,13 +839,14 @@ func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time
 }
 
 // call runs the remote-tier operation op (named name, for the Observer)
-// bounded by d (d <= 0: by ctx alone), turning a panic into an error. It
-// returns ErrBreakerOpen, without running op, while the breaker is open.
+// on key ("": none) bounded by d (d <= 0: by ctx alone), turning a panic
+// into an error. It returns ErrBreakerOpen, without running op, while the
+// breaker (key's shard's) is open.
 // The bound is a context closed by a timer shared by every call in
 // flight: a runtime timer per call would cost a microsecond and a thread
 // wake-up.
-func (s *state) call(ctx context.Context, d time.Duration, name string, op func(context.Context) error) (err error) {
-	probe, ok := s.allow()
+func (s *state) call(ctx context.Context, d time.Duration, name, key string, op func(context.Context) error) (err error) {
+	b, probe, ok := s.allow(ctx, key)
 	if !ok {
 		return ErrBreakerOpen
 	}
@@ -861,14 +864,14 @@ func (s *state) call(ctx context.Context, d time.Duration, name string, op func(
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
-		s.called(ctx, name, start, probe, err)
+		s.called(ctx, name, b, start, probe, err)
 	}()
 	return op(bctx)
 }
 
 // get is call for the remote tier's Get, without a closure (the hit path).
 func (s *state) get(ctx context.Context, d time.Duration, key string) (b []byte, ok bool, err error) {
-	probe, allowed := s.allow()
+	br, probe, allowed := s.allow(ctx, key)
 	if !allowed {
 		return nil, false, ErrBreakerOpen
 	}
@@ -882,28 +885,44 @@ func (s *state) get(ctx context.Context, d time.Duration, key string) (b []byte,
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
-		s.called(ctx, "get", start, probe, err)
+		s.called(ctx, "get", br, start, probe, err)
 	}()
 	return s.remote.Get(bctx, key)
 }
 
-// allow asks the breaker whether a remote call may go through, counting
-// the calls it skips; probe says the call is an open breaker's probe.
-func (s *state) allow() (probe, ok bool) {
-	if s.breaker == nil {
-		return false, true
+// allow asks the breaker of key's shard (or the backend's) whether a
+// remote call may go through, counting the calls it skips; probe says the
+// call is an open breaker's probe.
+func (s *state) allow(ctx context.Context, key string) (b *breaker, probe, ok bool) {
+	if b = s.breaker; b == nil {
+		return nil, false, true
 	}
-	ok, probe = s.breaker.allow()
+	if s.sharded != nil && key != "" {
+		if name := shardOf(ctx, s.sharded, key); name != "" {
+			b = b.child(name)
+		}
+	}
+	ok, probe = b.allow()
 	if !ok {
 		s.stats.backendSkips.Add(1)
 	}
-	return probe, ok
+	return b, probe, ok
+}
+
+// shardOf asks sh for key's shard; a panic means it cannot tell.
+func shardOf(ctx context.Context, sh Sharded, key string) (name string) {
+	defer func() {
+		if recover() != nil {
+			name = ""
+		}
+	}()
+	return sh.Shard(ctx, key)
 }
 
 // called tells the breaker and the observer how a remote call went.
-func (s *state) called(ctx context.Context, name string, start int64, probe bool, err error) {
-	if s.breaker != nil {
-		s.breaker.done(probe, err, isFault(ctx, err))
+func (s *state) called(ctx context.Context, name string, b *breaker, start int64, probe bool, err error) {
+	if b != nil {
+		b.done(probe, err, isFault(ctx, err))
 	}
 	if s.observer != nil {
 		s.observed(ctx, name, start, err)
@@ -1038,7 +1057,7 @@ func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
 	if s.remote == nil {
 		return nil
 	}
-	err := s.call(ctx, s.timeout, "delete", func(bctx context.Context) error {
+	err := s.call(ctx, s.timeout, "delete", key, func(bctx context.Context) error {
 		if s.announce != nil {
 			_, err := s.announce.WriteAnnounce(bctx, Write{Op: OpDelete, Key: key}, s.invalidation(key))
 			return err
@@ -1077,7 +1096,7 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 	if !ok {
 		return ErrClearUnsupported
 	}
-	err := s.call(ctx, 0, "clear", func(ctx context.Context) error {
+	err := s.call(ctx, 0, "clear", "", func(ctx context.Context) error {
 		if s.announce != nil {
 			_, err := s.announce.WriteAnnounce(ctx, Write{Op: OpClear, Key: s.nsKey}, s.invalidation(""))
 			return err
@@ -1102,7 +1121,7 @@ func (s *state) publish(ctx context.Context, key string) {
 		return
 	}
 	inv := s.invalidation(key)
-	if err := s.call(ctx, s.timeout, "publish", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
+	if err := s.call(ctx, s.timeout, "publish", "", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
 		s.report(ctx, "publish", key, err)
 	}
 }
@@ -1376,7 +1395,7 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 	}
 	if l := s.leaser(); l != nil {
 		// A lease taken before Set must not fence a write after it.
-		if err := s.call(ctx, s.timeout, "lease", func(bctx context.Context) error { return l.Void(bctx, key) }); err != nil {
+		if err := s.call(ctx, s.timeout, "lease", key, func(bctx context.Context) error { return l.Void(bctx, key) }); err != nil {
 			return &BackendError{Op: "lease", Key: key, Err: err}
 		}
 	}

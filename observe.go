@@ -190,6 +190,7 @@ type BreakerChange struct {
 	Err       error     // the fault that opened it; nil when it closed
 	At        time.Time // when it changed
 	Backend   string    // the backend's type, such as "*redisbackend.Backend"
+	Shard     string    // the shard whose breaker changed ([Sharded]); "" for the backend's own
 }
 
 // Observe sends what the function does to o (see [Observer]); valid in
