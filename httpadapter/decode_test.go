@@ -57,6 +57,8 @@ func TestPathDecoders(t *testing.T) {
 	// error, a 500 and a log line, never the client's 400.
 	wrong := echo(t, "GET /wrong/{other}", PathInt64("id"), log.option())
 	wrongS := echo(t, "GET /wrongs/{other}", PathString("id"), log.option())
+	// Not even a blanket ErrorStatus turns it into a client error.
+	wrong422 := echo(t, "GET /wrong422/{other}", PathInt64("id"), log.option(), ErrorStatus(func(error) int { return 422 }))
 	cases := []struct {
 		srv    *httptest.Server
 		path   string
@@ -75,6 +77,7 @@ func TestPathDecoders(t *testing.T) {
 		{rest, "/r/", 400, "Bad Request: path parameter \"path\" is missing\n"},
 		{wrong, "/wrong/1", 500, "Internal Server Error\n"},
 		{wrongS, "/wrongs/x", 500, "Internal Server Error\n"},
+		{wrong422, "/wrong422/x", 500, "Internal Server Error\n"},
 	}
 	for _, c := range cases {
 		r := doReq(t, c.srv.Client(), "GET", c.srv.URL+c.path)
@@ -83,8 +86,8 @@ func TestPathDecoders(t *testing.T) {
 		}
 	}
 	errs := log.take()
-	if len(errs) != 2 {
-		t.Fatalf("ErrorLog got %d errors, want 2 (one per request to a wrong route): %v", len(errs), errs)
+	if len(errs) != 3 {
+		t.Fatalf("ErrorLog got %d errors, want 3 (one per request to a wrong route): %v", len(errs), errs)
 	}
 	for i, err := range errs {
 		var re *RouteError

@@ -103,6 +103,11 @@ type detailer interface{ HTTPDetail() string }
 // status maps an error to its HTTP status: ErrorStatus, then HTTPStatus()
 // in the error's chain; 0 when neither gives one from 400 to 599.
 func (h *handler[A, R]) status(err error) int {
+	var re *RouteError
+	if errors.As(err, &re) {
+		// A programmer's error: no ErrorStatus makes it the client's.
+		return http.StatusInternalServerError
+	}
 	status := 0
 	if h.cfg.errorStatus != nil {
 		status = h.cfg.errorStatus(err)
