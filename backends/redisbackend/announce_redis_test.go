@@ -124,6 +124,15 @@ func TestAnnounceWriteAnnounceMiniredis(t *testing.T) {
 	testWriteAnnounce(t, "miniredis", c)
 }
 
+// The same on a *redis.Ring (two shards, both on the one test server): the
+// PUBLISH follows the write, and a Ring's Backend announces too.
+func TestAnnounceWriteAnnounceRing(t *testing.T) {
+	addr := testenv.Require(t, "MEMO_REDIS_ADDR")
+	c := docRing(map[string]string{"a": addr, "b": addr})
+	t.Cleanup(func() { c.Close() })
+	testWriteAnnounce(t, "ring", c)
+}
+
 func testWriteAnnounce(t *testing.T, kind string, c redis.UniversalClient) {
 	ns, channel := testenv.NS(t, "announce"), testenv.NS(t, "inv")
 	sub := subscribeRaw(t, c, channel)
@@ -548,5 +557,40 @@ func TestAnnouncePanics(t *testing.T) {
 	}
 	if _, err := redisbackend.New(c).WriteAnnounce(context.Background(), memo.Write{Op: memo.OpDelete, Key: "x:y"}, memo.Invalidation{}); err == nil {
 		t.Errorf("WriteAnnounce without Announce = nil error, want one")
+	}
+}
+
+// A PUBLISH that Redis refuses (here an ACL user without the channel)
+// does not undo the write: WriteAnnounce reports stored and a publish
+// error, in the pipeline and in the fenced write's script.
+func TestAnnounceRefusedPublish(t *testing.T) {
+	admin := standalone(t)
+	ctx := context.Background()
+	user, pass := testenv.NS(t, "user"), "pw-announce"
+	if err := admin.Do(ctx, "acl", "setuser", user, "reset", "on", ">"+pass, "~*", "resetchannels", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "acl", "deluser", user) })
+	c := redis.NewClient(&redis.Options{Addr: testenv.Require(t, "MEMO_REDIS_ADDR"), Username: user, Password: pass, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	b := redisbackend.New(c, redisbackend.Announce(redisbackend.NewPubSub(c, testenv.NS(t, "inv"))))
+	key := testenv.NS(t, "refused") + ":k"
+	inv := memo.Invalidation{Origin: "o", Namespace: "ns", ID: "k"}
+	for _, fenced := range []bool{false, true} {
+		w := memo.Write{Op: memo.OpSet, Key: key, Value: []byte(fmt.Sprint("v", fenced)), TTL: time.Minute}
+		if fenced {
+			tok, ok, err := b.Acquire(ctx, key, time.Minute)
+			if err != nil || !ok {
+				t.Fatalf("Acquire = %v, %v", ok, err)
+			}
+			w.Op, w.Token = memo.OpSetFenced, tok
+		}
+		stored, err := b.WriteAnnounce(ctx, w, inv)
+		if !stored || err == nil || !strings.HasPrefix(err.Error(), "redisbackend: publish: ") {
+			t.Errorf("fenced %v: WriteAnnounce with the PUBLISH refused = %v, %v, want true, a publish error", fenced, stored, err)
+		}
+		if got, ok, _ := b.Get(ctx, key); !ok || string(got) != string(w.Value) {
+			t.Errorf("fenced %v: Get = %q, %v, want %q: the write stands", fenced, got, ok, w.Value)
+		}
 	}
 }

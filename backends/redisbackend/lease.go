@@ -101,7 +101,10 @@ else
 	redis.call('set', KEYS[1], ARGV[2], 'px', ARGV[3])
 end
 redis.call('del', KEYS[2])
-if ARGV[4] then redis.call('publish', ARGV[4], ARGV[5]) end
+if ARGV[4] then
+	local r = redis.pcall('publish', ARGV[4], ARGV[5])
+	if type(r) == 'table' and r.err then return 2 end
+end
 return 1`)
 
 var release = redis.NewScript(`
@@ -115,7 +118,9 @@ func (b *Backend) SetFenced(ctx context.Context, key string, value []byte, ttl t
 }
 
 // setFenced is SetFenced, publishing msg on channel from the script when it
-// stored (standalone Redis only: channel "" publishes nothing).
+// stored (standalone Redis only: channel "" publishes nothing). A PUBLISH
+// that Redis refuses (an ACL, say) does not undo the write: stored is
+// true and the error a publish error.
 func (b *Backend) setFenced(ctx context.Context, key string, value []byte, ttl time.Duration, token, channel, msg string) (bool, error) {
 	if len(value) > b.maxValue {
 		return false, fmt.Errorf("redisbackend: set: %d-byte value exceeds the %d-byte limit: %w",
@@ -141,6 +146,9 @@ func (b *Backend) setFenced(ctx context.Context, key string, value []byte, ttl t
 			return false, fmt.Errorf("redisbackend: set: %w: %w", memo.ErrTooLarge, err)
 		}
 		return false, wrap(ctx, "set", err)
+	}
+	if n == 2 {
+		return true, fmt.Errorf("redisbackend: publish: Redis refused the PUBLISH of channel %q in the fenced write's script", channel)
 	}
 	return n == 1, nil
 }
