@@ -41,8 +41,11 @@
 // (one timer shared by every call in flight), so go-redis's waits on
 // ctx.Done() for a pooled connection and between retries end there too.
 // Whenever ctx has ended, the error wraps ctx.Err(), so errors.Is(err,
-// context.Canceled) holds. Other errors wrap what go-redis returned; memo
-// treats them all as cache faults.
+// context.Canceled) holds; and whenever ctx's deadline has passed, it
+// wraps context.DeadlineExceeded, even when the socket's deadline (the
+// same instant) fired before ctx's own timer and go-redis reported a plain
+// "i/o timeout". Other errors wrap what go-redis returned; memo treats
+// them all as cache faults.
 //
 // # Cluster failover
 //
@@ -55,6 +58,14 @@
 // asks the client to reload its slot map (ClusterClient.ReloadState, which
 // runs in the background, one reload at a time). Keys of the failed master's
 // slots are hits again about as soon as the replica is promoted.
+//
+// # A local tier in front of Redis
+//
+// [PubSub] carries the invalidations of memo.LocalTier over Redis pub/sub
+// (sharded on a Cluster). With [Announce], the Backend publishes each
+// invalidation in the same round trip as the write or delete it follows,
+// where Redis can keep the message after the write: see Announce and
+// docs/local-tier.md.
 package redisbackend
 
 import (
