@@ -1,14 +1,13 @@
 package memo
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"math"
 	"reflect"
 	"runtime"
@@ -444,15 +443,16 @@ func appendCanon[A any](dst []byte, a A) (_ []byte, err error) {
 			err = fmt.Errorf("memo: keying %v: %v", reflect.TypeFor[A](), r)
 		}
 	}()
-	h := sha256.New()
-	e := canonEncoder{w: h}
+	// The canonical form is built in one buffer and hashed once.
+	var scratch [512]byte
+	e := canonEncoder{b: scratch[:0]}
 	// The root is addressable, and so is everything the encoder reaches
 	// from it or copies, so that unexported fields can be read.
 	if err := e.value(reflect.ValueOf(&a).Elem(), 0); err != nil {
 		return nil, err
 	}
-	var sum [sha256.Size]byte
-	return appendHashed(dst, h.Sum(sum[:0])), nil
+	sum := sha256.Sum256(e.b)
+	return appendHashed(dst, sum[:]), nil
 }
 
 // callMemoKey calls MemoKey, turning a panic (a nil pointer receiver, say)
@@ -484,8 +484,7 @@ func callMarshalText(m encoding.TextMarshaler) (b []byte, err error) {
 // length-prefixed, maps in sorted order, pointers followed, so that equal
 // arguments give equal bytes in every process and distinct ones never do.
 type canonEncoder struct {
-	w   hash.Hash
-	buf [9]byte
+	b []byte // the form so far
 }
 
 const maxCanonDepth = 100
@@ -493,11 +492,17 @@ const maxCanonDepth = 100
 // canonNaN is the one NaN of the canonical form: math.NaN()'s bits.
 const canonNaN = 0x7FF8000000000001
 
-func (e *canonEncoder) tag(t byte)              { e.buf[0] = t; e.w.Write(e.buf[:1]) }
-func (e *canonEncoder) u64(n uint64)            { binary.BigEndian.PutUint64(e.buf[:8], n); e.w.Write(e.buf[:8]) }
-func (e *canonEncoder) bytes(b []byte)          { e.u64(uint64(len(b))); e.w.Write(b) }
-func (e *canonEncoder) str(s string)            { e.u64(uint64(len(s))); io.WriteString(e.w, s) }
-func (e *canonEncoder) typeName(t reflect.Type) { e.str(t.PkgPath() + "." + t.String()) }
+func (e *canonEncoder) tag(t byte)     { e.b = append(e.b, t) }
+func (e *canonEncoder) u64(n uint64)   { e.b = binary.BigEndian.AppendUint64(e.b, n) }
+func (e *canonEncoder) bytes(b []byte) { e.u64(uint64(len(b))); e.b = append(e.b, b...) }
+func (e *canonEncoder) str(s string)   { e.u64(uint64(len(s))); e.b = append(e.b, s...) }
+
+// typeName writes t's package path and name as one string.
+func (e *canonEncoder) typeName(t reflect.Type) {
+	pkg, name := t.PkgPath(), t.String()
+	e.u64(uint64(len(pkg) + 1 + len(name)))
+	e.b = append(append(append(e.b, pkg...), '.'), name...)
+}
 
 // float writes f with -0 as +0 and every NaN as one.
 func (e *canonEncoder) float(f float64) {
@@ -634,28 +639,30 @@ func (e *canonEncoder) value(v reflect.Value, depth int) error {
 			e.tag('0')
 			return nil
 		}
-		// Each pair is encoded on its own, then the pairs are sorted.
-		pairs := make([][]byte, 0, v.Len())
+		// Each pair is encoded on its own (into one buffer), then the
+		// pairs are sorted.
+		type span struct{ i, j int }
+		var pe canonEncoder
+		pairs := make([]span, 0, v.Len())
 		key, val := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
 		iter := v.MapRange()
 		for iter.Next() {
 			key.SetIterKey(iter)
 			val.SetIterValue(iter)
-			sub := &collect{}
-			se := canonEncoder{w: sub}
-			if err := se.value(key, depth+1); err != nil {
+			i := len(pe.b)
+			if err := pe.value(key, depth+1); err != nil {
 				return err
 			}
-			if err := se.value(val, depth+1); err != nil {
+			if err := pe.value(val, depth+1); err != nil {
 				return err
 			}
-			pairs = append(pairs, sub.b)
+			pairs = append(pairs, span{i, len(pe.b)})
 		}
-		slices.SortFunc(pairs, func(a, b []byte) int { return strings.Compare(string(a), string(b)) })
+		slices.SortFunc(pairs, func(x, y span) int { return bytes.Compare(pe.b[x.i:x.j], pe.b[y.i:y.j]) })
 		e.tag('m')
 		e.u64(uint64(len(pairs)))
 		for _, p := range pairs {
-			e.bytes(p)
+			e.bytes(pe.b[p.i:p.j])
 		}
 	case reflect.Struct:
 		e.tag('{')
@@ -675,15 +682,6 @@ func (e *canonEncoder) value(v reflect.Value, depth int) error {
 	}
 	return nil
 }
-
-// collect is a hash.Hash that only keeps what is written, for map pairs.
-type collect struct{ b []byte }
-
-func (c *collect) Write(p []byte) (int, error) { c.b = append(c.b, p...); return len(p), nil }
-func (c *collect) Sum(b []byte) []byte         { return append(b, c.b...) }
-func (c *collect) Reset()                      { c.b = c.b[:0] }
-func (c *collect) Size() int                   { return len(c.b) }
-func (c *collect) BlockSize() int              { return 1 }
 
 // fingerprint returns 8 bytes that identify t's shape for decoding: kinds,
 // names, field names, types and tags, recursively. A stored entry whose
