@@ -19,14 +19,24 @@
 #
 # Each ratio is given twice: of the medians, and the median of the per-round
 # ratios (the runs of one round are seconds apart, so a slow spell of this
-# shared machine mostly cancels out of a round's ratio). Nothing is asserted:
-# the goals (>= 0.97x) are judged in docs/performance.md.
+# shared machine mostly cancels out of a round's ratio). Besides requests/s,
+# each run records the server's CPU time per request (/proc/PID/stat before
+# and after, over wrk's request count): on a machine where other work
+# shares the server's CPU, requests/s falls with it, but the CPU a request
+# costs barely moves; the CPU ratio (the base's CPU per request over the
+# endpoint's) is the requests/s ratio the server would reach on a CPU of its
+# own. Nothing is asserted: the goals (>= 0.97x) are judged in
+# docs/performance.md.
 #
 # Environment:
 #   WRK_DURATION   wrk -d per run (default 5s)
 #   WRK_ROUNDS     rounds (default 5)
 #   WRK_CONNS      wrk -c (default 32)
+#   HTTPBENCH_ENDPOINTS  the endpoints to load, space-separated (default all;
+#                  the table lists those measured)
 #   HTTPBENCH_OUT  output directory (default bench/out/http-<UTC time>)
+#   HTTPBENCH_COMMIT  what to print as the commit measured (default: git's
+#                  HEAD, and whether the working tree has changes)
 #   HTTPBENCH_PROFILE=1  then also take a 5 s CPU profile of the server
 #                  while wrk loads /hit, and print its top lines
 #   BENCH_LOAD_MAX / BENCH_LOAD_WAIT  wait (at most LOAD_WAIT s, default
@@ -46,7 +56,7 @@ LOAD_WAIT=${BENCH_LOAD_WAIT:-300}
 OUT=${HTTPBENCH_OUT:-$ROOT/bench/out/http-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-ENDPOINTS=(bytes fixed hit notmod-fixed notmod gin/cache gin/memo)
+read -r -a ENDPOINTS <<<"${HTTPBENCH_ENDPOINTS:-bytes fixed hit notmod-fixed notmod gin/cache gin/memo}"
 
 log() { printf 'httpbench.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -140,8 +150,12 @@ done
 	echo "go: $(go version)"
 	echo "cpus: $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 	echo "wrk: $(wrk -v 2>&1 | head -n 1)"
-	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (working tree has changes)')"
+	echo "commit: ${HTTPBENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (working tree has changes)')}"
 } | tee "$OUT/machine.txt" >&2
+
+HZ=$(getconf CLK_TCK)
+# cpu_ticks: the server's user + system CPU time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 
 wait_for_quiet
 : >"$OUT/http-runs.txt"
@@ -151,10 +165,16 @@ for ((round = 1; round <= WRK_ROUNDS; round++)); do
 		ep=${ENDPOINTS[$(((k + round - 1) % n))]}
 		mapfile -t args < <(wrk_args "$ep")
 		f="$OUT/wrk-${ep//\//_}-$round.txt"
+		cpu0=$(cpu_ticks)
 		"${pin_wrk[@]}" wrk -t1 -c"$WRK_CONNS" -d"$WRK_DURATION" "${args[@]}" >"$f" 2>&1 || log "wrk /$ep round $round failed"
+		cpu1=$(cpu_ticks)
 		grep -q 'Non-2xx or 3xx' "$f" && log "/$ep round $round had error responses"
 		rps=$(awk '/^Requests\/sec:/ { print $2 }' "$f")
-		echo "$ep $round ${rps:-0} $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$OUT/http-runs.txt" >&2
+		reqs=$(awk '/ requests in / { print $1 }' "$f")
+		# The server's CPU time per request, in µs: what the server spent,
+		# whatever else ran on its CPU meanwhile.
+		cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$HZ" -v n="${reqs:-0}" 'BEGIN { printf "%.3f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+		echo "$ep $round ${rps:-0} $(cut -d' ' -f1 /proc/loadavg) $cpu" | tee -a "$OUT/http-runs.txt" >&2
 	done
 done
 
@@ -179,26 +199,33 @@ kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 server_pid=
 
-med() { awk -v ep="$1" '$1 == ep { print $3 }' "$OUT/http-runs.txt" | median; }
-# round_ratio A B: the median over rounds of A's req/s over B's.
+med() { awk -v ep="$1" -v c="${2:-3}" '$1 == ep { print $c }' "$OUT/http-runs.txt" | median; }
+# round_ratio A B COL: the median over rounds of A's column COL over B's.
 round_ratio() {
-	awk -v a="$1" -v b="$2" '{ v[$1 " " $2] = $3 } END {
+	awk -v a="$1" -v b="$2" -v c="$3" '{ v[$1 " " $2] = $c } END {
 		for (k in v) { split(k, p, " "); if (p[1] == a && v[b " " p[2]] > 0) print v[k] / v[b " " p[2]] }
 	}' "$OUT/http-runs.txt" | median
 }
 row() { # row LABEL EP BASE
-	local m b
+	grep -q "^$2 " "$OUT/http-runs.txt" && grep -q "^$3 " "$OUT/http-runs.txt" || return 0
+	local m b mc bc
 	m=$(med "$2")
 	b=$(med "$3")
-	awk -v l="$1" -v m="$m" -v b="$b" -v base="$3" -v rr="$(round_ratio "$2" "$3")" 'BEGIN {
-		printf "| %s | %.0f | /%s | %.3f | %.3f |\n", l, m, base, (b > 0 ? m / b : 0), rr }'
+	mc=$(med "$2" 5)
+	bc=$(med "$3" 5)
+	# The CPU ratio is BASE's CPU per request over EP's: the throughput
+	# ratio a CPU of its own would give.
+	awk -v l="$1" -v m="$m" -v b="$b" -v base="$3" -v rr="$(round_ratio "$2" "$3" 3)" \
+		-v mc="$mc" -v bc="$bc" -v rc="$(round_ratio "$3" "$2" 5)" 'BEGIN {
+		printf "| %s | %.0f | %.2f | /%s | %.3f | %.3f | %.3f | %.3f |\n", l, m, mc, base,
+			(b > 0 ? m / b : 0), rr, (mc > 0 ? bc / mc : 0), rc }'
 }
 {
 	echo
 	echo "## HTTP (wrk -t1 -c$WRK_CONNS -d$WRK_DURATION; server GOMAXPROCS 1 on CPU 0, wrk on CPU 1; medians of $WRK_ROUNDS interleaved rounds)"
 	echo
-	echo "| endpoint | requests/s | vs | ratio of medians | median of per-round ratios |"
-	echo "|---|---:|---|---:|---:|"
+	echo "| endpoint | requests/s | server CPU µs/request | vs | req/s ratio of medians | median of per-round req/s ratios | CPU ratio of medians (vs's CPU / this one's) | median of per-round CPU ratios |"
+	echo "|---|---:|---:|---|---:|---:|---:|---:|"
 	row "/bytes: body, Content-Type, Content-Length" bytes bytes
 	row "/fixed: the hit's headers and body from memory" fixed bytes
 	row "/hit: httpadapter, hit (200)" hit fixed
@@ -207,7 +234,7 @@ row() { # row LABEL EP BASE
 	row "/gin/cache: gin + chenyahui/gin-cache, hit" gin/cache bytes
 	row "/gin/memo: gin + httpadapter, hit" gin/memo gin/cache
 	echo
-	echo "Each run (endpoint, round, requests/s, load average):"
+	echo "Each run (endpoint, round, requests/s, load average, server CPU µs/request):"
 	sed 's/^/    /' "$OUT/http-runs.txt"
 	if [[ -s $OUT/hit.pprof.txt ]]; then
 		echo
