@@ -30,6 +30,9 @@ import (
 //     (benchutil.Interleaved): medians raw-ns/call (publish),
 //     announce-ns/call, and their ratio, from one run.
 //
+//   - miss-interleaved: the same for a miss (Func.Call of an id never
+//     asked: a GET, fn, the write and its invalidation).
+//
 //     go test -run '^$' -bench AnnounceSet -count 6 ./backends/redisbackend/
 func BenchmarkAnnounceSet(b *testing.B) {
 	for _, tc := range []struct {
@@ -63,23 +66,32 @@ func BenchmarkAnnounceSet(b *testing.B) {
 					memo.WithLocalTier(tier), memo.Expire(time.Hour), memo.Timeout(2*time.Second)) // a loaded machine
 			}
 			plain, ann := mk("publish"), mk("announce", redisbackend.Announce(ps))
-			var id int64
-			if cc, ok := c.(*redis.ClusterClient); ok {
+			// ids yields ids from `from` on whose keys in both functions
+			// live where the case wants them.
+			ids := func(from int64, n int) []int64 {
+				cc, ok := c.(*redis.ClusterClient)
+				if !ok {
+					out := make([]int64, n)
+					for i := range out {
+						out[i] = from + int64(i)
+					}
+					return out
+				}
 				chm, err := cc.MasterForKey(ctx, channel)
 				if err != nil {
 					b.Fatal(err)
 				}
-				for ; ; id++ {
-					if id == 10000 {
-						b.Fatal("no id whose keys both live where wanted")
-					}
+				var out []int64
+				for id := from; len(out) < n; id++ {
 					pm, _ := cc.MasterForKey(ctx, plain.Key(id))
 					am, _ := cc.MasterForKey(ctx, ann.Key(id))
 					if (pm == chm) == tc.onChannelMaster && (am == chm) == tc.onChannelMaster {
-						break
+						out = append(out, id)
 					}
 				}
+				return out
 			}
+			id := ids(0, 1)[0]
 			u, _ := fetchLTUser(ctx, id)
 			set := func(f *memo.Func[int64, ltUser]) func() error {
 				return func() error { return f.Set(ctx, id, u) }
@@ -94,6 +106,26 @@ func BenchmarkAnnounceSet(b *testing.B) {
 			b.Run("publish", func(b *testing.B) { benchutil.Bench(b, false, set(plain)) })
 			b.Run("announce", func(b *testing.B) { benchutil.Bench(b, false, set(ann)) })
 			b.Run("interleaved", func(b *testing.B) { benchutil.Interleaved(b, false, set(plain), set(ann), "announce") })
+
+			// A miss: a fresh id each call (GET, fn, then the write and
+			// its invalidation). Each function keeps its own place in the
+			// ids across the runs of the sub-benchmark; more are found,
+			// 4096 at a time, when they run out (alike for both).
+			miss := func(f *memo.Func[int64, ltUser]) func() error {
+				var fresh []int64
+				next, from := 0, int64(1<<20)
+				return func() error {
+					if next == len(fresh) {
+						fresh, next = ids(from, 4096), 0
+						from = fresh[len(fresh)-1] + 1
+					}
+					_, err := f.Call(ctx, fresh[next])
+					next++
+					return err
+				}
+			}
+			missPlain, missAnn := miss(plain), miss(ann)
+			b.Run("miss-interleaved", func(b *testing.B) { benchutil.Interleaved(b, false, missPlain, missAnn, "announce") })
 		})
 	}
 }
