@@ -64,6 +64,7 @@ func (h *holdSet) check(cmds []redis.Cmder) {
 // watches for the message meanwhile (a pipeline to two masters let it
 // through in every run).
 func TestAnnounceClusterMessageAfterWrite(t *testing.T) {
+	announceNoLeaks(t)
 	addrs := strings.Split(testenv.Require(t, "MEMO_REDIS_CLUSTER_ADDRS"), ",")
 	ns, channel := testenv.NS(t, "order"), testenv.NS(t, "inv")
 	sub := subscribeRaw(t, cluster(t), channel)
@@ -132,6 +133,7 @@ func (h *failPipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // publishes again through the ClusterClient: the write lands and the
 // message follows it.
 func TestAnnounceClusterPipelineFallback(t *testing.T) {
+	announceNoLeaks(t)
 	addrs := strings.Split(testenv.Require(t, "MEMO_REDIS_CLUSTER_ADDRS"), ",")
 	ns, channel := testenv.NS(t, "fallback"), testenv.NS(t, "inv")
 	sub := subscribeRaw(t, cluster(t), channel)

@@ -13,11 +13,29 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/gomemo/memo"
 	"github.com/gomemo/memo/backends/redisbackend"
 	"github.com/gomemo/memo/internal/testenv"
 )
+
+// announceNoLeaks checks, when t ends (after its other cleanups: clients
+// and subscriptions closed), that no goroutine started during t is left.
+// go-redis's pools and subscriptions end a little after Close: it retries
+// for up to 3 s.
+func announceNoLeaks(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		var err error
+		for limit := time.Now().Add(3 * time.Second); time.Now().Before(limit); time.Sleep(10 * time.Millisecond) {
+			if err = goleak.Find(before); err == nil {
+				return
+			}
+		}
+		t.Errorf("goroutines left after the test: %v", err)
+	})
+}
 
 // rawSub is a plain go-redis subscription to an invalidation channel.
 type rawSub struct {
@@ -109,6 +127,7 @@ func announceKeys(t *testing.T, c redis.UniversalClient, ns, channel string) map
 // would, once; a fenced write that did not store and a write refused
 // before it is sent publish nothing.
 func TestAnnounceWriteAnnounce(t *testing.T) {
+	announceNoLeaks(t)
 	for _, kind := range []string{"standalone", "cluster"} {
 		c, _ := clients(t, kind)
 		testWriteAnnounce(t, kind, c)
@@ -118,6 +137,7 @@ func TestAnnounceWriteAnnounce(t *testing.T) {
 // The same on miniredis, which runs PUBLISH in pipelines and scripts too:
 // every run covers Announce without a server.
 func TestAnnounceWriteAnnounceMiniredis(t *testing.T) {
+	announceNoLeaks(t)
 	mr := miniredis.RunT(t)
 	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
@@ -127,6 +147,7 @@ func TestAnnounceWriteAnnounceMiniredis(t *testing.T) {
 // The same on a *redis.Ring (two shards, both on the one test server): the
 // PUBLISH follows the write, and a Ring's Backend announces too.
 func TestAnnounceWriteAnnounceRing(t *testing.T) {
+	announceNoLeaks(t)
 	addr := testenv.Require(t, "MEMO_REDIS_ADDR")
 	c := docRing(map[string]string{"a": addr, "b": addr})
 	t.Cleanup(func() { c.Close() })
@@ -246,6 +267,7 @@ func testWriteAnnounce(t *testing.T, kind string, c redis.UniversalClient) {
 
 // Announce's message is byte for byte PubSub.Publish's.
 func TestAnnounceSameMessageAsPublish(t *testing.T) {
+	announceNoLeaks(t)
 	c := standalone(t)
 	channel := testenv.NS(t, "inv")
 	sub := subscribeRaw(t, c, channel)
@@ -323,6 +345,7 @@ func (h *tripCounter) since() (int64, string) {
 // With Announce, a write through memo and its invalidation cost one round
 // trip where they cost two: Set, Forget, a computed answer, a leased one.
 func TestAnnounceRoundTrips(t *testing.T) {
+	announceNoLeaks(t)
 	type counts struct{ set, forget, miss, leasedMiss, leasedSet int64 }
 	// Rounds trips without Announce, then with it. A miss reads (GET) and
 	// writes; a leased miss reads, takes the lease (one script) and writes
@@ -420,6 +443,7 @@ func TestAnnounceRoundTrips(t *testing.T) {
 // one message, from the writer's tier (the same Origin as its messages
 // published without Announce), and another process's tier applies it.
 func TestAnnounceMemoPublishes(t *testing.T) {
+	announceNoLeaks(t)
 	for _, kind := range []string{"standalone", "cluster"} {
 		t.Run(kind, func(t *testing.T) {
 			ca, cb := clients(t, kind)
@@ -521,6 +545,7 @@ func TestAnnounceMemoPublishes(t *testing.T) {
 }
 
 func TestAnnouncePanics(t *testing.T) {
+	announceNoLeaks(t)
 	c, other := standalone(t), standalone(t)
 	ps := redisbackend.NewPubSub(c, "ch")
 	tests := []struct {
@@ -564,6 +589,7 @@ func TestAnnouncePanics(t *testing.T) {
 // does not undo the write: WriteAnnounce reports stored and a publish
 // error, in the pipeline and in the fenced write's script.
 func TestAnnounceRefusedPublish(t *testing.T) {
+	announceNoLeaks(t)
 	admin := standalone(t)
 	ctx := context.Background()
 	user, pass := testenv.NS(t, "user"), "pw-announce"

@@ -44,6 +44,7 @@ func (s arrivalSub) Invalidate(inv memo.Invalidation) {
 // arrives. Figures logged, not asserted (timings: see
 // docs/local-tier.md).
 func TestAnnounceStaleness(t *testing.T) {
+	announceNoLeaks(t)
 	for _, kind := range []string{"standalone", "cluster"} {
 		t.Run(kind, func(t *testing.T) {
 			ca, cb := clients(t, kind)

@@ -22,6 +22,7 @@ import (
 // only when ctx had already ended, and the error then said nothing of the
 // deadline (5 of 8 runs of one call).
 func TestStalledCallWrapsDeadline(t *testing.T) {
+	announceNoLeaks(t)
 	upstream := testenv.Require(t, "MEMO_REDIS_ADDR")
 	p := faultproxy.New(t, upstream)
 	c := redis.NewClient(&redis.Options{Addr: p.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
