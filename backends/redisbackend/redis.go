@@ -480,13 +480,13 @@ func escapeGlob(s string) string {
 // go-redis sets the socket's deadline to ctx's, so a stalled command
 // usually fails with the socket's "i/o timeout" before ctx's own timer has
 // ended ctx (memo's contexts end on a shared timer, a little after their
-// deadline). Such an error wraps context.DeadlineExceeded too: when ctx's
-// deadline has passed, or when err is a network timeout and the deadline
-// is at most deadlineSlack away (the socket's clock and ctx's may differ
-// by that much).
+// deadline). Such an error wraps context.DeadlineExceeded too, unless it is
+// a reply from Redis: when ctx's deadline has passed, or when err is a
+// network timeout and the deadline is at most deadlineSlack away (the
+// socket's clock and ctx's may differ by that much).
 func wrap(ctx context.Context, op string, err error) error {
 	cerr := ctx.Err()
-	if cerr == nil {
+	if cerr == nil && !isReply(err) { // a reply came, however late
 		if d, ok := ctx.Deadline(); ok {
 			if left := time.Until(d); left <= 0 || (left <= deadlineSlack && isNetTimeout(err)) {
 				cerr = context.DeadlineExceeded
