@@ -104,7 +104,6 @@ type heapRun struct {
 	acct                int64
 	entries             int
 	missAlloc, hitAlloc float64 // bytes allocated per value byte
-	stored              int
 }
 
 // runMemo calls f on n distinct keys, each twice (a miss, then a hit that

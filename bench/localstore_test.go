@@ -234,11 +234,6 @@ func (h *lexpHeap) Pop() any {
 // ---------------------------------------------------------------------------
 // otter, configured as the local tier would be.
 
-type itemCost struct {
-	it   *item
-	cost uint32
-}
-
 // newOtter returns an otter cache bounded by maxBytes through a Weigher,
 // with each entry expiring at its item's monotonic deadline.
 func newOtter(maxBytes uint64) *otter.Cache[string, *item] {
