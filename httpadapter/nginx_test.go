@@ -70,9 +70,12 @@ func TestNginxFreshness(t *testing.T) {
 			t.Fatalf("GET through nginx at +2.5 s = n=%d, X-Cache %q; want n=1 from memo's cache (HIT)", p.N, g.header.Get("X-Cache"))
 		}
 		t.Logf("memo sent Cache-Control %q, Age %q", g.header.Get("Cache-Control"), g.header.Get("Age"))
-		// Within what is left of the entry's life, nginx answers.
-		if g := u.get(t, cl, true, "a"); g.page(t).N != 1 || g.header.Get(nginxStatus) != "HIT" {
-			t.Errorf("GET through nginx right after = n=%d, %s %q; want n=1, HIT", g.page(t).N, nginxStatus, g.header.Get(nginxStatus))
+		// Within what is left of the entry's life, nginx answers (unless
+		// a slow machine left memo less than a second to announce).
+		if !strings.Contains(g.header.Get("Cache-Control"), "max-age=0") {
+			if g := u.get(t, cl, true, "a"); g.page(t).N != 1 || g.header.Get(nginxStatus) != "HIT" {
+				t.Errorf("GET through nginx right after = n=%d, %s %q; want n=1, HIT", g.page(t).N, nginxStatus, g.header.Get(nginxStatus))
+			}
 		}
 		// nginx counts in whole seconds: one second past memo's expiry
 		// it must have asked memo again.
