@@ -13,6 +13,7 @@ import (
 	"github.com/gregjones/httpcache"
 	"github.com/rs/cors"
 
+	"github.com/gomemo/memo"
 	"github.com/gomemo/memo/internal/testenv"
 )
 
@@ -314,5 +315,36 @@ func TestNginxIgnoreCredentials(t *testing.T) {
 				t.Errorf("requests reaching memo = %d, want %d", n, tc.reached)
 			}
 		})
+	}
+}
+
+// TestNginxNegativeAnswer: a not-found that memo remembers (NegativeCache)
+// is answered 404 from memo's cache; nginx may keep that 404 while memo
+// does, and never past it: once memo forgets it, the next request through
+// nginx reaches fn, which now finds the record.
+func TestNginxNegativeAnswer(t *testing.T) {
+	nginx := testenv.Require(t, "MEMO_NGINX_ADDR")
+	t.Parallel()
+	c := counter{failFirst: 1, err: notFoundErr{}}
+	const remember = 4 * time.Second
+	f := newCounterFunc(t, &c, time.Minute, memo.NegativeCache(remember, notFoundErr{}))
+	u := newUpstream(t, nginx, Handler(f, PathString("id"), Public(), quiet()))
+	cl := newClient(t)
+	if g := u.get(t, cl, false, "a"); g.status != http.StatusNotFound {
+		t.Fatalf("direct GET = %d %q, want 404", g.status, g.body)
+	}
+	t1 := time.Now() // memo forgets the not-found before t1 + remember
+	sleepUntil(t1.Add(2500 * time.Millisecond))
+	g := u.get(t, cl, true, "a")
+	if g.status != http.StatusNotFound || g.header.Get("X-Cache") != "HIT" {
+		t.Fatalf("GET through nginx at +2.5 s = %d, X-Cache %q; want 404 from memo's cache (HIT)", g.status, g.header.Get("X-Cache"))
+	}
+	t.Logf("memo sent Cache-Control %q for the remembered 404", g.header.Get("Cache-Control"))
+	sleepUntil(t1.Add(remember + time.Second))
+	g = u.get(t, cl, true, "a")
+	if g.status != http.StatusOK {
+		t.Errorf("GET through nginx 1 s after memo forgot the 404 = %d (%s %q); want 200 from fn", g.status, nginxStatus, g.header.Get(nginxStatus))
+	} else if p := g.page(t); p.N != 2 {
+		t.Errorf("GET through nginx 1 s after memo forgot the 404 = n=%d, want 2", p.N)
 	}
 }
