@@ -2,6 +2,7 @@ package memo_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,7 @@ type fakeAnnouncer struct {
 	*memory.Backend
 	inv       memo.Invalidator
 	announces bool
+	pubFails  atomic.Bool // every publish fails after its write landed
 	gets      atomic.Int64
 
 	mu     sync.Mutex
@@ -173,6 +175,9 @@ func (f *fakeAnnouncer) WriteAnnounce(ctx context.Context, w memo.Write, inv mem
 		err = f.Backend.Delete(ctx, w.Key)
 	case memo.OpClear:
 		err = f.Backend.Clear(ctx, w.Key)
+	}
+	if err == nil && f.pubFails.Load() {
+		return true, fmt.Errorf("%w: fake publish refused", memo.ErrNotPublished)
 	}
 	return err == nil, err
 }
@@ -387,5 +392,57 @@ func TestAnnouncerFencedWriteRefused(t *testing.T) {
 	}
 	if _, ok, _ := be.Backend.Get(ctx, f.Key(1)); ok {
 		t.Errorf("the refused write landed in the backend")
+	}
+}
+
+// TestAnnouncerPublishFails: when an Announcer's write lands and only its
+// publish fails (ErrNotPublished), the write counts as done, as when
+// Invalidator.Publish fails after a write: the answer is stored and hit,
+// Forget and Set return nil, and each failed publish is reported as a
+// "publish" fault. It fails if memo treats the write as failed.
+func TestAnnouncerPublishFails(t *testing.T) {
+	ctx := context.Background()
+	inv := &recInvalidator{}
+	tier := memo.NewLocalTier(1<<20, inv)
+	defer tier.Close()
+	be := newFakeAnnouncer(inv, true)
+	be.pubFails.Store(true)
+	var mu sync.Mutex
+	var ops []string
+	runs := 0
+	f := memo.New(func(_ context.Context, id int) (int, error) { runs++; return id, nil }, memo.Namespace("announce-pubfail"),
+		memo.WithBackend(be), memo.WithLocalTier(tier), memo.OnError(func(_ context.Context, err error) {
+			var be *memo.BackendError
+			if errors.As(err, &be) && errors.Is(err, memo.ErrNotPublished) {
+				mu.Lock()
+				ops = append(ops, be.Op)
+				mu.Unlock()
+				return
+			}
+			t.Errorf("OnError(%v), want only publish faults", err)
+		}))
+	e, err := f.Lookup(ctx, 1, memo.UseCache)
+	if err != nil || !e.Stored {
+		t.Fatalf("Lookup(1) = %+v, %v; want an answer Stored", e, err)
+	}
+	if _, ok, _ := be.Backend.Get(ctx, f.Key(1)); !ok {
+		t.Fatalf("the answer is not in the backend")
+	}
+	if err := f.Set(ctx, 2, 2); err != nil {
+		t.Errorf("Set = %v, want nil: the write landed", err)
+	}
+	if err := f.Forget(ctx, 1); err != nil {
+		t.Errorf("Forget = %v, want nil: the delete landed", err)
+	}
+	if err := f.Clear(ctx); err != nil {
+		t.Errorf("Clear = %v, want nil: the clear landed", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"publish", "publish", "publish", "publish"}, ops); diff != "" {
+		t.Errorf("faults reported (-want +got):\n%s", diff)
+	}
+	if runs != 1 {
+		t.Errorf("fn ran %d times, want 1", runs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sync/atomic"
@@ -198,13 +199,21 @@ type Announcer interface {
 	Announces(inv Invalidator) bool
 	// WriteAnnounce does w as the backend's method for w.Op would (Set,
 	// Leaser.SetFenced, Delete, Clearer.Clear) and publishes inv as
-	// inv's Invalidator would, in one round trip where it can. For
-	// OpSetFenced, stored is SetFenced's result and inv is published only
-	// when it stored; for the other ops stored is err == nil, and inv is
-	// published whether or not the write succeeded where that costs no
-	// extra round trip.
+	// inv's Invalidator would, in one round trip where it can. stored
+	// reports whether the write landed (for OpSetFenced, SetFenced's
+	// result; inv is then published only when it stored); for the other
+	// ops inv is published whether or not the write succeeded where that
+	// costs no extra round trip. When the write landed and only the
+	// publish failed, err wraps [ErrNotPublished]: memo then counts the
+	// write as done and reports the publish's failure, as it does for
+	// Invalidator.Publish.
 	WriteAnnounce(ctx context.Context, w Write, inv Invalidation) (stored bool, err error)
 }
+
+// ErrNotPublished is wrapped by the error of [Announcer.WriteAnnounce]
+// when its write landed and only its publish failed: the other processes'
+// copies then live at most their LocalTTL.
+var ErrNotPublished = errors.New("memo: written, but the invalidation was not published")
 
 // Write is a write or delete memo asks an [Announcer] for.
 type Write struct {

@@ -2,6 +2,7 @@ package memo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -616,7 +617,7 @@ func (f *Func[A, R]) store(ctx context.Context, s *state, key string, res *resul
 // write writes res's entry to the tiers (the remote one unless
 // skipRemote), sets Entry.Stored, and returns why a write failed.
 func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, seq uint64) error {
-	var werr error
+	var werr, perr error // perr: the write landed, its publish failed
 	stored, announced := false, false
 	if s.remote != nil && !skipRemote {
 		announced = s.announce != nil
@@ -630,6 +631,9 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 				var err error
 				if announced {
 					stored, err = s.announce.WriteAnnounce(bctx, Write{Op: OpSetFenced, Key: key, Value: res.entry.raw, TTL: ttl, Token: token}, s.invalidation(key))
+					if stored && errors.Is(err, ErrNotPublished) {
+						perr, err = err, nil
+					}
 				} else {
 					stored, err = s.leaser().SetFenced(bctx, key, res.entry.raw, ttl, token)
 				}
@@ -645,6 +649,9 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 			werr = s.call(ctx, s.timeout, "set", key, func(bctx context.Context) error {
 				if announced {
 					_, err := s.announce.WriteAnnounce(bctx, Write{Op: OpSet, Key: key, Value: res.entry.raw, TTL: ttl}, s.invalidation(key))
+					if errors.Is(err, ErrNotPublished) {
+						perr, err = err, nil
+					}
 					return err
 				}
 				return s.remote.Set(bctx, key, res.entry.raw, ttl)
@@ -661,6 +668,9 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 	}
 	if stored && s.remote != nil && !announced {
 		s.publish(ctx, key)
+	}
+	if perr != nil {
+		s.report(ctx, "publish", key, perr)
 	}
 	res.entry.Stored = stored
 	return werr
@@ -1060,7 +1070,7 @@ func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
 	err := s.call(ctx, s.timeout, "delete", key, func(bctx context.Context) error {
 		if s.announce != nil {
 			_, err := s.announce.WriteAnnounce(bctx, Write{Op: OpDelete, Key: key}, s.invalidation(key))
-			return err
+			return s.published(ctx, key, err)
 		}
 		return s.remote.Delete(bctx, key)
 	})
@@ -1099,7 +1109,7 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 	err := s.call(ctx, 0, "clear", "", func(ctx context.Context) error {
 		if s.announce != nil {
 			_, err := s.announce.WriteAnnounce(ctx, Write{Op: OpClear, Key: s.nsKey}, s.invalidation(""))
-			return err
+			return s.published(ctx, s.nsKey, err)
 		}
 		return c.Clear(ctx, s.nsKey)
 	})
@@ -1124,6 +1134,16 @@ func (s *state) publish(ctx context.Context, key string) {
 	if err := s.call(ctx, s.timeout, "publish", "", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
 		s.report(ctx, "publish", key, err)
 	}
+}
+
+// published reports an Announcer's failed publish after a write that
+// landed, which is then no error of the write.
+func (s *state) published(ctx context.Context, key string, err error) error {
+	if errors.Is(err, ErrNotPublished) {
+		s.report(ctx, "publish", key, err)
+		return nil
+	}
+	return err
 }
 
 // invalidation is the message that says key (a key of this namespace;

@@ -69,8 +69,8 @@ func (b *Backend) Announces(inv memo.Invalidator) bool {
 // already ended) publishes nothing. Otherwise the invalidation is
 // published whether or not the write succeeded, except after a fenced
 // write that did not store. When the write succeeded and the publish
-// failed, the error is the publish's ("redisbackend: publish: ...") and
-// stored is true. It fails on a Backend made without Announce.
+// failed, the error wraps memo.ErrNotPublished and the publish's
+// ("redisbackend: publish: ...") and stored is true. It fails on a Backend made without Announce.
 func (b *Backend) WriteAnnounce(ctx context.Context, w memo.Write, inv memo.Invalidation) (stored bool, err error) {
 	op := opName(w.Op)
 	if b.ps == nil {
@@ -197,7 +197,7 @@ func (b *Backend) publishErr(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	return wrap(ctx, "publish", err)
+	return fmt.Errorf("%w: %w", memo.ErrNotPublished, wrap(ctx, "publish", err))
 }
 
 func opName(op memo.WriteOp) string {

@@ -612,8 +612,8 @@ func TestAnnounceRefusedPublish(t *testing.T) {
 			w.Op, w.Token = memo.OpSetFenced, tok
 		}
 		stored, err := b.WriteAnnounce(ctx, w, inv)
-		if !stored || err == nil || !strings.HasPrefix(err.Error(), "redisbackend: publish: ") {
-			t.Errorf("fenced %v: WriteAnnounce with the PUBLISH refused = %v, %v, want true, a publish error", fenced, stored, err)
+		if !stored || !errors.Is(err, memo.ErrNotPublished) || !strings.Contains(err.Error(), "redisbackend: publish: ") {
+			t.Errorf("fenced %v: WriteAnnounce with the PUBLISH refused = %v, %v, want true, a publish error wrapping memo.ErrNotPublished", fenced, stored, err)
 		}
 		if got, ok, _ := b.Get(ctx, key); !ok || string(got) != string(w.Value) {
 			t.Errorf("fenced %v: Get = %q, %v, want %q: the write stands", fenced, got, ok, w.Value)

@@ -148,7 +148,7 @@ func (b *Backend) setFenced(ctx context.Context, key string, value []byte, ttl t
 		return false, wrap(ctx, "set", err)
 	}
 	if n == 2 {
-		return true, fmt.Errorf("redisbackend: publish: Redis refused the PUBLISH of channel %q in the fenced write's script", channel)
+		return true, fmt.Errorf("%w: redisbackend: publish: Redis refused the PUBLISH of channel %q in the fenced write's script", memo.ErrNotPublished, channel)
 	}
 	return n == 1, nil
 }
