@@ -56,9 +56,9 @@ type upstream struct {
 	hops   []hop
 }
 
-// newUpstream serves h (given the mux pattern's {id} and anything a test
-// hangs under it) at prefix+"/v/{id}" on a loopback server of its own.
-// nginx is the address of the nginx from scripts/servers.sh, or "".
+// newUpstream serves h at prefix+"/v/{id}" (h may read the wildcard id) on
+// a loopback server of its own. nginx is the address of the nginx that
+// scripts/servers.sh starts, or "" for tests without it.
 func newUpstream(t *testing.T, nginx string, h http.Handler) *upstream {
 	t.Helper()
 	u := &upstream{}
