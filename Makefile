@@ -35,7 +35,7 @@ test:
 		(cd $$mod && $(GO) vet ./...) || { r=$$?; [ $$vet -ne 0 ] || vet=$$r; }; \
 	done; \
 	tst=0; for mod in $(MODULES); do \
-		(cd $$mod && $(GO) test -race -count=1 $(GOTESTFLAGS) ./...) || { r=$$?; [ $$tst -ne 0 ] || tst=$$r; }; \
+		(cd $$mod && $(GO) test -race -count=1 -timeout 30m $(GOTESTFLAGS) ./...) || { r=$$?; [ $$tst -ne 0 ] || tst=$$r; }; \
 	done; \
 	if [ $$tst -ne 0 ]; then exit $$tst; fi; exit $$vet
 	@$(MAKE) --no-print-directory fuzz
