@@ -446,3 +446,42 @@ func TestAnnouncerPublishFails(t *testing.T) {
 		t.Errorf("fn ran %d times, want 1", runs)
 	}
 }
+
+// failingInvalidator subscribes at once and refuses every Publish.
+type failingInvalidator struct{ recInvalidator }
+
+func (f *failingInvalidator) Publish(context.Context, memo.Invalidation) error {
+	return errors.New("publish refused")
+}
+
+// TestPublishFailureHookMayForget: OnError is told of a failed publish
+// outside the write's fence, as of every other fault of a write, so that
+// a hook may call Forget for the key (Forget waits for a write under way:
+// a report from inside it would wait for itself). It fails if the call
+// hangs.
+func TestPublishFailureHookMayForget(t *testing.T) {
+	ctx := context.Background()
+	tier := memo.NewLocalTier(1<<20, &failingInvalidator{})
+	defer tier.Close()
+	var f *memo.Func[int, int]
+	var forgets atomic.Int64
+	f = memo.New(func(_ context.Context, id int) (int, error) { return id, nil }, memo.Namespace("publish-hook-forget"),
+		memo.WithBackend(memory.New()), memo.WithLocalTier(tier), memo.OnError(func(ctx context.Context, err error) {
+			var be *memo.BackendError
+			// Forget's own publish fails too: forget once per write.
+			if errors.As(err, &be) && be.Op == "publish" && be.Key == f.Key(1) && forgets.Add(1)%2 == 1 {
+				f.Forget(ctx, 1)
+			}
+		}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Call(ctx, 1)
+		f.Set(ctx, 1, 2)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Call with a failing publish and an OnError hook that calls Forget did not return within 5 s")
+	}
+}

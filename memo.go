@@ -606,18 +606,22 @@ func (f *Func[A, R]) store(ctx context.Context, s *state, key string, res *resul
 	if !f.flights.beginWrite(fl) {
 		return
 	}
-	werr := f.write(ctx, s, key, res, skipRemote, seq)
+	werr, perr := f.write(ctx, s, key, res, skipRemote, seq)
 	f.flights.endWrite(fl)
+	// Reported outside the fence: the hook may call Forget or Clear.
 	if werr != nil {
-		// Reported outside the fence: the hook may call Forget or Clear.
 		s.report(ctx, "set", key, werr)
+	}
+	if perr != nil {
+		s.report(ctx, "publish", key, perr)
 	}
 }
 
 // write writes res's entry to the tiers (the remote one unless
-// skipRemote), sets Entry.Stored, and returns why a write failed.
-func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, seq uint64) error {
-	var werr, perr error // perr: the write landed, its publish failed
+// skipRemote), sets Entry.Stored, and returns why a write failed (werr)
+// and why its invalidation was not published (perr), for the caller to
+// report outside any fence.
+func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *result[R], skipRemote bool, seq uint64) (werr, perr error) {
 	stored, announced := false, false
 	if s.remote != nil && !skipRemote {
 		announced = s.announce != nil
@@ -643,7 +647,7 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 				// The lease was voided (an invalidation in some process)
 				// or lost: the answer is not kept here either.
 				res.entry.Stored = false
-				return werr
+				return werr, perr
 			}
 		} else {
 			werr = s.call(ctx, s.timeout, "set", key, func(bctx context.Context) error {
@@ -667,13 +671,10 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 		}
 	}
 	if stored && s.remote != nil && !announced {
-		s.publish(ctx, key)
-	}
-	if perr != nil {
-		s.report(ctx, "publish", key, perr)
+		perr = s.publish(ctx, key)
 	}
 	res.entry.Stored = stored
-	return werr
+	return werr, perr
 }
 
 // fill keeps an entry in the local tier: its envelope and, when R can be
@@ -1075,7 +1076,9 @@ func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
 		return s.remote.Delete(bctx, key)
 	})
 	if s.announce == nil {
-		s.publish(ctx, key)
+		if perr := s.publish(ctx, key); perr != nil {
+			s.report(ctx, "publish", key, perr)
+		}
 	}
 	if err != nil {
 		return &BackendError{Op: "delete", Key: key, Err: err}
@@ -1114,7 +1117,9 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 		return c.Clear(ctx, s.nsKey)
 	})
 	if s.announce == nil {
-		s.publish(ctx, "")
+		if perr := s.publish(ctx, ""); perr != nil {
+			s.report(ctx, "publish", s.nsKey, perr)
+		}
 	}
 	if err != nil {
 		return &BackendError{Op: "clear", Key: s.nsKey, Err: err}
@@ -1124,16 +1129,14 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 
 // publish tells the other processes' local tiers that key (a key of this
 // namespace; "": all of them) was written or dropped, when the function's
-// local tier has an Invalidator. A failure is reported: their copies then
-// live at most LocalTTL.
-func (s *state) publish(ctx context.Context, key string) {
+// local tier has an Invalidator, and returns why it could not: the caller
+// reports it (their copies then live at most LocalTTL).
+func (s *state) publish(ctx context.Context, key string) error {
 	if s.local == nil || s.local.inv == nil {
-		return
+		return nil
 	}
 	inv := s.invalidation(key)
-	if err := s.call(ctx, s.timeout, "publish", "", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) }); err != nil {
-		s.report(ctx, "publish", key, err)
-	}
+	return s.call(ctx, s.timeout, "publish", "", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) })
 }
 
 // published reports an Announcer's failed publish after a write that
@@ -1419,8 +1422,12 @@ func (f *Func[A, R]) Set(ctx context.Context, a A, v R) error {
 			return &BackendError{Op: "lease", Key: key, Err: err}
 		}
 	}
-	if err := f.write(ctx, s, key, &res, false, seq); err != nil {
-		return &BackendError{Op: "set", Key: key, Err: err}
+	werr, perr := f.write(ctx, s, key, &res, false, seq)
+	if perr != nil {
+		s.report(ctx, "publish", key, perr)
+	}
+	if werr != nil {
+		return &BackendError{Op: "set", Key: key, Err: werr}
 	}
 	return nil
 }
