@@ -115,7 +115,10 @@ type Observer interface {
 	// Attach is called once for each function that reports to the
 	// Observer, before its first report, with the function's namespace
 	// and a function that returns its Stats (cheap, safe to call from any
-	// goroutine at any time, for as long as the process lives).
+	// goroutine at any time, for as long as the process lives). An
+	// Observer whose type cannot be compared (==) is told again each time
+	// SetDefaults changes the function's configuration; memo keeps a
+	// reference to the function and the Observer for the process's life.
 	Attach(namespace string, stats func() Stats)
 	// Compute is called before each run of fn. It returns the context fn
 	// runs with (ctx itself, or one derived from it, such as one carrying
