@@ -176,9 +176,20 @@ func splitErrorPayload(p []byte) (sentinel, text string) {
 
 // quoteETag renders an entity tag as a quoted strong HTTP ETag.
 func quoteETag(t [16]byte) string {
-	var b [2 + 22]byte
+	var b [etagLen]byte
+	return string(appendETag(b[:0], t))
+}
+
+// etagLen is the length of a quoted ETag: two quotes around the 22
+// base64url characters of 16 bytes.
+const etagLen = 2 + 22
+
+func appendETag(dst []byte, t [16]byte) []byte {
+	n := len(dst)
+	dst = append(dst, make([]byte, etagLen)...)
+	b := dst[n:]
 	b[0] = '"'
 	base64.RawURLEncoding.Encode(b[1:23], t[:])
 	b[23] = '"'
-	return string(b[:])
+	return dst
 }

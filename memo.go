@@ -1230,6 +1230,11 @@ type Entry struct {
 // hash of the payload, the same in every process for the same value.
 func (e *Entry) ETag() string { return quoteETag(e.etag) }
 
+// AppendETag appends the entry's ETag, as [Entry.ETag] returns it, to dst
+// and returns the extended buffer: a caller that only compares tags
+// allocates nothing.
+func (e *Entry) AppendETag(dst []byte) []byte { return appendETag(dst, e.etag) }
+
 // Lookup is the lower-level form of [Func.Call] for adapters that serve the
 // stored bytes themselves (see httpadapter): it returns the entry rather
 // than a decoded R. Concurrency, context, read-your-writes and fail-open
@@ -1240,63 +1245,69 @@ func (e *Entry) ETag() string { return quoteETag(e.etag) }
 // payload to serve: Lookup returns an *[EncodeError]. Lookup starts
 // refreshes as Call does.
 func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error) {
-	s := f.load()
-	if err := ctx.Err(); err != nil {
+	// Small enough to be inlined, so that the Entry of a caller that keeps
+	// it to itself lives on that caller's stack.
+	return f.lookup(ctx, a, mode, new(Entry))
+}
+
+// lookup is Lookup, filling out and returning it, or nil when there is no
+// entry to return (err says why).
+func (f *Func[A, R]) lookup(ctx context.Context, a A, mode Mode, out *Entry) (*Entry, error) {
+	ok, err := f.lookupInto(ctx, a, mode, out)
+	if !ok {
 		return nil, err
 	}
+	return out, err
+}
+
+func (f *Func[A, R]) lookupInto(ctx context.Context, a A, mode Mode, out *Entry) (ok bool, err error) {
+	s := f.load()
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	var key string
+	var buf [MaxKeyLen + 8]byte
 	if s.enabled && mode != Bypass {
-		var buf [MaxKeyLen + 8]byte
-		kb, err := f.appendKey(buf[:0], s, a)
-		if err != nil {
-			s.report(ctx, "key", s.nsKey, err)
+		if mode == UseCache && s.local != nil {
+			// The local tier's key, as in Call: the backend key is built
+			// only on a local miss.
+			lk := append(append(buf[:0], s.localNS...), ':')
+			lk, err := f.appendID(lk, s, a)
+			if err != nil {
+				s.report(ctx, "key", s.nsKey, err)
+			} else {
+				if f.localHit(ctx, s, lk, a, out, &err) {
+					return true, err
+				}
+				key = s.nsKey + ":" + string(lk[len(s.localNS)+1:])
+			}
 		} else {
-			key = string(kb)
+			kb, err := f.appendKey(buf[:0], s, a)
+			if err != nil {
+				s.report(ctx, "key", s.nsKey, err)
+			} else {
+				key = string(kb)
+			}
 		}
 	}
 	if key == "" {
 		s.stats.bypasses.Add(1)
 		res := f.run(ctx, s, key, a, ReasonBypass)
 		if res.err != nil {
-			return nil, res.err
+			return false, res.err
 		}
 		if res.entry.raw == nil {
-			return nil, &EncodeError{Err: res.entry.encodeErr}
+			return false, &EncodeError{Err: res.entry.encodeErr}
 		}
-		e := res.entry
-		e.Cached = false
-		e.FreshUntil = time.Time{}
-		return &e, nil
-	}
-	if mode == UseCache && s.local != nil {
-		var buf [MaxKeyLen + 8]byte
-		if it, now, ok := s.local.get(s.appendLocalKey(buf[:0], key), s); ok && it.codec == s.codec.Name() && it.fp == f.fp {
-			e := it.entry(s.codec)
-			switch {
-			case it.kind != kindValue:
-				if err := s.remembered(it.kind, it.payload()); err != nil {
-					s.stats.negativeHits.Add(1)
-					e.Payload = nil
-					return &e, err
-				}
-			case !it.stale(now):
-				if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
-					f.refresh(ctx, s, key, a, it.storedAt)
-				}
-				s.stats.hit()
-				return s.windows(&e), nil
-			case now-it.freshMono < int64(s.swr):
-				e.Stale = true
-				f.refresh(ctx, s, key, a, it.storedAt)
-				s.stats.staleHits.Add(1)
-				return s.windows(&e), nil
-			}
-		}
+		*out = res.entry
+		out.Cached = false
+		out.FreshUntil = time.Time{}
+		return true, nil
 	}
 	res, first, err := f.fetch(ctx, s, key, a, mode, false)
 	if err != nil {
 		s.stats.misses.Add(1)
-		return nil, err
+		return false, err
 	}
 	if res.refresh {
 		f.refresh(ctx, s, key, a, res.entry.meta.storedAt)
@@ -1307,20 +1318,55 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 	s.count(&res.entry, res.err, first, res.waited)
 	if res.err != nil {
 		if res.entry.Hit { // a remembered error: its entry says how fresh it is
-			e := res.entry
-			e.Payload = nil
-			return &e, res.err
+			*out = res.entry
+			out.Payload = nil
+			return true, res.err
 		}
-		return nil, res.err
+		return false, res.err
 	}
 	if res.entry.Payload == nil {
-		return nil, &EncodeError{Err: res.entry.encodeErr}
+		return false, &EncodeError{Err: res.entry.encodeErr}
 	}
-	e := res.entry // each caller gets its own Entry; they share the bytes
-	return s.windows(&e), nil
+	*out = res.entry // each caller gets its own Entry; they share the bytes
+	s.windows(out)
+	return true, nil
 }
 
-// windows sets an answer's stale windows from the function's options.
+// localHit answers Lookup from the local tier, whose key is lk: it reports
+// whether it did, and sets *errp for a remembered error.
+func (f *Func[A, R]) localHit(ctx context.Context, s *state, lk []byte, a A, out *Entry, errp *error) bool {
+	it, now, ok := s.local.get(lk, s)
+	if !ok || it.codec != s.codec.Name() || it.fp != f.fp {
+		return false
+	}
+	switch {
+	case it.kind != kindValue:
+		if err := s.remembered(it.kind, it.payload()); err != nil {
+			s.stats.negativeHits.Add(1)
+			*out = it.entry(s.codec)
+			out.Payload = nil
+			*errp = err
+			return true
+		}
+	case !it.stale(now):
+		if s.beta > 0 && early(s.beta, now, it.freshMono, it.compute) {
+			f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
+		}
+		s.stats.hit()
+		*out = it.entry(s.codec)
+		s.windows(out)
+		return true
+	case now-it.freshMono < int64(s.swr):
+		f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
+		s.stats.staleHits.Add(1)
+		*out = it.entry(s.codec)
+		out.Stale = true
+		s.windows(out)
+		return true
+	}
+	return false
+}
+
 func (s *state) windows(e *Entry) *Entry {
 	if e.meta.staleUntil > e.meta.freshUntil && e.meta.kind == kindValue {
 		e.StaleWhileRevalidate, e.StaleIfError = s.swr, s.sie

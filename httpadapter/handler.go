@@ -144,6 +144,7 @@ type handler[A, R any] struct {
 	ctype   string // the Content-Type of answers
 	shape   shape  // how a result becomes a body
 	renders renderCache
+	hot     hotCache
 	flights flightGroup
 }
 
@@ -235,7 +236,30 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveBody(w, r, e)
 		return
 	}
-	ans, err := h.render(e)
+	// The entry's header values depend on it, on the request only through
+	// the clock (in whole seconds of remaining lifetime) and a middleware's
+	// Set-Cookie: a hit reuses those of the previous hit on the entry in
+	// the same second, kept in h.hot.
+	var tb [32]byte
+	tag := e.AppendETag(tb[:0])
+	public := h.public(w)
+	hot := e.Cached && e.Hit && !e.Stale
+	ttl := int64(-1) // no expiry
+	if !e.FreshUntil.IsZero() {
+		ttl = max(seconds(e.FreshUntil.Sub(now)), 0)
+	}
+	slot := h.hot.slot(tag)
+	p := slot.Load()
+	var id string
+	if p != nil && p.id == string(tag) && p.sameEntry(e) {
+		id = p.id
+		if !hot || !p.same(ttl, public) {
+			p = nil
+		}
+	} else {
+		p, id = nil, string(tag)
+	}
+	ans, err := h.render(e, id)
 	if err != nil {
 		h.fail(w, r, err, http.StatusInternalServerError)
 		return
@@ -244,7 +268,6 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Preconditions in the order of RFC 9110 section 13.2.2: If-Match,
 	// else If-Unmodified-Since (only against a Last-Modified we send);
 	// then If-None-Match, else If-Modified-Since (likewise).
-	lastMod := e.StoredAt.Truncate(time.Second)
 	if im := r.Header["If-Match"]; len(im) > 0 {
 		strongTag := ans.etag
 		if h.cfg.weakETag {
@@ -255,7 +278,7 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if ius := r.Header["If-Unmodified-Since"]; len(ius) > 0 && e.Cached {
-		if t, ok := httpDate(ius); ok && lastMod.After(t) {
+		if t, ok := httpDate(ius); ok && e.StoredAt.Truncate(time.Second).After(t) {
 			h.failPrecondition(w, r)
 			return
 		}
@@ -265,119 +288,37 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		notModified = matchETags(inm, ans.etag, false)
 	} else if e.Cached {
 		if ims, ok := ifModifiedSince(r.Header, now); ok {
-			notModified = !lastMod.After(ims)
+			notModified = !e.StoredAt.Truncate(time.Second).After(ims)
 		}
 	}
 
-	// The per-response values are written into one buffer and become one
-	// string; vals holds every header's value slice, so that no slice is
-	// shared between responses: two allocations in all.
-	var buf [256]byte
-	b := buf[:0]
-	var cc, cs string // constant values, when not in b
-	var ccEnd, csEnd, lmEnd int
-	if !e.Cached {
-		cc = "no-store"
-		switch reason {
-		case credentials:
-			cs = csBypassIdentity
-		case byRequest:
-			cs = csRequest
-		default:
-			cs = csBypass
+	if p == nil {
+		v := h.values(e, &ans, id, ttl, now, public, reason)
+		p = &v
+		if hot {
+			slot.Store(p)
+		} else if notModified && !e.Hit && p.cs != "" {
+			// fn's answer was a 200 (or a Responder's status): RFC
+			// 9211's fwd-status defaults to the status sent, which
+			// would say that fn answered 304.
+			p.cs = withFwdStatus(p.cs, ans.status)
 		}
-	} else {
-		b = append(b, h.scope(w)...)
-		ttl, hasTTL := int64(0), false // Cache-Status's ttl
-		switch {
-		case e.FreshUntil.IsZero():
-			b = append(b, ", no-cache"...)
-		case e.Stale:
-			// Fresh for no cache. An RFC 5861 cache counts the answer
-			// stale from when it received it: each window still open is
-			// stated as the whole seconds left of it, so that such a
-			// cache may serve it stale as long as memo would, and no
-			// longer.
-			hasTTL, ttl = true, min(seconds(e.FreshUntil.Sub(now)), -1)
-			b = append(b, ", max-age=0"...)
-			if left := seconds(e.FreshUntil.Add(e.StaleWhileRevalidate).Sub(now)); e.StaleWhileRevalidate > 0 && left > 0 {
-				b = strconv.AppendInt(append(b, ", stale-while-revalidate="...), left, 10)
-			}
-			if left := seconds(e.FreshUntil.Add(e.StaleIfError).Sub(now)); e.StaleIfError > 0 && left > 0 {
-				b = strconv.AppendInt(append(b, ", stale-if-error="...), left, 10)
-			}
-		default:
-			// max-age is the remaining lifetime in whole seconds, and no
-			// Age is sent: a cache that ignores Age keeps the answer no
-			// longer than memo does, and one that honours it counts from
-			// zero. The stale windows (RFC 5861) follow that lifetime,
-			// unless it is none (ExpireFunc said not to store the answer).
-			hasTTL, ttl = true, max(seconds(e.FreshUntil.Sub(now)), 0)
-			b = strconv.AppendInt(append(b, ", max-age="...), ttl, 10)
-			if e.FreshUntil.After(e.StoredAt) {
-				if n := seconds(e.StaleWhileRevalidate); n > 0 {
-					b = strconv.AppendInt(append(b, ", stale-while-revalidate="...), n, 10)
-				}
-				if n := seconds(e.StaleIfError); n > 0 {
-					b = strconv.AppendInt(append(b, ", stale-if-error="...), n, 10)
-				}
-			}
-		}
-		ccEnd = len(b)
-		switch {
-		case !h.cfg.cacheStatus:
-		case e.Hit && hasTTL:
-			b = strconv.AppendInt(append(b, csHit+"; ttl="...), ttl, 10)
-		case e.Hit:
-			cs = csHit
-		case reason == byRequest && e.Stored:
-			cs = csRefresh
-		case reason == byRequest:
-			cs = csRequest
-		case e.Stored:
-			cs = csMiss
-		default: // the backend refused or failed the write
-			cs = csMissNotStored
-		}
-		csEnd = len(b)
-		if !notModified {
-			b = appendHTTPDate(b, lastMod)
-		}
-	}
-	lmEnd = len(b)
-	if !notModified {
-		b = strconv.AppendInt(b, int64(len(ans.body)), 10)
-	}
-	str := string(b)
-	if cc == "" {
-		cc = str[:ccEnd]
-	}
-	if cs == "" {
-		cs = str[ccEnd:csEnd]
-	}
-	if notModified && !e.Hit && cs != "" {
-		// fn's answer was a 200 (or a Responder's status): RFC 9211's
-		// fwd-status defaults to the status sent, which would say that fn
-		// answered 304.
-		cs = withFwdStatus(cs, ans.status)
 	}
 
+	// vals holds every header's value slice, so that no slice is shared
+	// between responses: one allocation.
 	hd := w.Header()
 	if ans.header != nil {
 		addHeader(hd, ans.header)
 	}
 	vals := make([]string, 8)
-	if h.cfg.weakETag {
-		hd["Etag"] = set(vals, 0, "W/"+ans.etag)
-	} else {
-		hd["Etag"] = set(vals, 0, ans.etag)
-	}
+	hd["Etag"] = set(vals, 0, p.etag)
 	if vary, ok := h.varyFor(hd); ok {
 		hd["Vary"] = set(vals, 1, vary)
 	}
-	hd["Cache-Control"] = set(vals, 2, cc)
+	hd["Cache-Control"] = set(vals, 2, p.cc)
 	if h.cfg.cacheStatus {
-		hd["Cache-Status"] = set(vals, 3, cs)
+		hd["Cache-Status"] = set(vals, 3, p.cs)
 	}
 	if h.cfg.cacheHeader != "" {
 		x := "MISS"
@@ -393,10 +334,10 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e.Cached {
-		hd["Last-Modified"] = set(vals, 5, str[csEnd:lmEnd])
+		hd["Last-Modified"] = set(vals, 5, p.lm)
 	}
 	hd["Content-Type"] = set(vals, 6, ans.ctype)
-	hd["Content-Length"] = set(vals, 7, str[lmEnd:])
+	hd["Content-Length"] = set(vals, 7, p.cl)
 	w.WriteHeader(ans.status)
 	if r.Method != http.MethodHead {
 		w.Write(ans.body) //nolint:errcheck // the client went away; nothing to do
@@ -453,10 +394,15 @@ func seconds(d time.Duration) int64 {
 	return n
 }
 
-// scope is the first Cache-Control directive of an answer from the cache:
-// "public" under Public, unless a middleware has set a cookie on it.
-func (h *handler[A, R]) scope(w http.ResponseWriter) string {
-	if h.cfg.public && len(w.Header()["Set-Cookie"]) == 0 {
+// public reports whether an answer from the cache may be stored by shared
+// caches: under Public, unless a middleware has set a cookie on it.
+func (h *handler[A, R]) public(w http.ResponseWriter) bool {
+	return h.cfg.public && len(w.Header()["Set-Cookie"]) == 0
+}
+
+// scope is the first Cache-Control directive of an answer from the cache.
+func scope(public bool) string {
+	if public {
 		return "public"
 	}
 	return "private"
@@ -489,7 +435,7 @@ func (h *handler[A, R]) serveUncached(w http.ResponseWriter, r *http.Request, a 
 // serveBody writes e as a plain answer without caching headers: its body,
 // Content-Type and Content-Length, and a Responder's status and fields.
 func (h *handler[A, R]) serveBody(w http.ResponseWriter, r *http.Request, e *memo.Entry) {
-	ans, err := h.render(e)
+	ans, err := h.render(e, e.ETag())
 	if err != nil {
 		h.fail(w, r, err, http.StatusInternalServerError)
 		return

@@ -87,15 +87,15 @@ func slotOf(key string) int {
 	return (int(key[1])*64 + int(key[2])) % renderSlots
 }
 
-// render returns the answer for e. With memo.JSON and a result served as
-// JSON, the stored payload is the body and its hash the ETag; otherwise
-// the entry is decoded once and what it gives is kept in h.renders.
-func (h *handler[A, R]) render(e *memo.Entry) (answer, error) {
+// render returns the answer for e, whose ETag is key. With memo.JSON and
+// a result served as JSON, the stored payload is the body and its hash the
+// ETag; otherwise the entry is decoded once and what it gives is kept in
+// h.renders.
+func (h *handler[A, R]) render(e *memo.Entry, key string) (answer, error) {
 	json := e.Codec.Name() == memo.JSON.Name()
 	if json && !h.shape.raw && !h.shape.responder {
-		return answer{body: e.Payload, etag: e.ETag(), ctype: h.ctype, status: http.StatusOK}, nil
+		return answer{body: e.Payload, etag: key, ctype: h.ctype, status: http.StatusOK}, nil
 	}
-	key := e.ETag()
 	if json && h.shape.str && !h.shape.responder {
 		// A JSON string with no escape is its own text between quotes.
 		if p := e.Payload; len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' && bytes.IndexByte(p, '\\') < 0 {

@@ -207,10 +207,10 @@ func (h *handler[A, R]) failRemembered(w http.ResponseWriter, r *http.Request, e
 	delete(hd, "Last-Modified")
 	cs := csHit
 	if e.FreshUntil.IsZero() {
-		hd.Set("Cache-Control", h.scope(w)+", no-cache")
+		hd.Set("Cache-Control", scope(h.public(w))+", no-cache")
 	} else {
 		ttl := strconv.FormatInt(max(seconds(e.FreshUntil.Sub(now)), 0), 10)
-		hd.Set("Cache-Control", h.scope(w)+", max-age="+ttl)
+		hd.Set("Cache-Control", scope(h.public(w))+", max-age="+ttl)
 		cs += "; ttl=" + ttl
 	}
 	if h.cfg.cacheStatus {
