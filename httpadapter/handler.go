@@ -297,47 +297,42 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p = &v
 		if hot {
 			slot.Store(p)
-		} else if notModified && !e.Hit && p.cs != "" {
+		} else if notModified && !e.Hit && p.vals[vCacheStatus] != "" {
 			// fn's answer was a 200 (or a Responder's status): RFC
 			// 9211's fwd-status defaults to the status sent, which
 			// would say that fn answered 304.
-			p.cs = withFwdStatus(p.cs, ans.status)
+			p.vals[vCacheStatus] = withFwdStatus(p.vals[vCacheStatus], ans.status)
 		}
 	}
 
-	// vals holds every header's value slice, so that no slice is shared
-	// between responses: one allocation.
 	hd := w.Header()
 	if ans.header != nil {
 		addHeader(hd, ans.header)
 	}
-	vals := make([]string, 8)
-	hd["Etag"] = set(vals, 0, p.etag)
-	if vary, ok := h.varyFor(hd); ok {
-		hd["Vary"] = set(vals, 1, vary)
+	hd["Etag"] = p.field(vETag)
+	if len(hd["Vary"]) > 0 {
+		if vary, ok := h.varyFor(hd); ok {
+			hd["Vary"] = []string{vary}
+		}
+	} else if h.vary != "" {
+		hd["Vary"] = p.field(vVary)
 	}
-	hd["Cache-Control"] = set(vals, 2, p.cc)
+	hd["Cache-Control"] = p.field(vCacheControl)
 	if h.cfg.cacheStatus {
-		hd["Cache-Status"] = set(vals, 3, p.cs)
+		hd["Cache-Status"] = p.field(vCacheStatus)
 	}
 	if h.cfg.cacheHeader != "" {
-		x := "MISS"
-		if !e.Cached {
-			x = "BYPASS"
-		} else if e.Hit {
-			x = "HIT"
-		}
-		hd[h.cfg.cacheHeader] = set(vals, 4, x)
+		hd[h.cfg.cacheHeader] = p.field(vCache)
 	}
 	if notModified {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	if e.Cached {
-		hd["Last-Modified"] = set(vals, 5, p.lm)
+		hd["Last-Modified"] = p.field(vLastModified)
 	}
-	hd["Content-Type"] = set(vals, 6, ans.ctype)
-	hd["Content-Length"] = set(vals, 7, p.cl)
+	hd["Content-Type"] = p.field(vContentType)
+	hd["Content-Length"] = p.field(vContentLength)
 	w.WriteHeader(ans.status)
 	if r.Method != http.MethodHead {
 		w.Write(ans.body) //nolint:errcheck // the client went away; nothing to do

@@ -22,8 +22,28 @@ type prepared struct {
 	ttl                  int64
 	isPublic             bool
 
-	etag, cc, cs, lm, cl string // ETag, Cache-Control, Cache-Status, Last-Modified, Content-Length
+	// The values, by field (vETag...). A hit's response is given slices
+	// of this array (one element each, capacity ending there, so that
+	// Header.Add copies): they are shared by every response that reuses
+	// p, and never written once p is in the hotCache.
+	vals [nVals]string
 }
+
+// The fields of prepared.vals.
+const (
+	vETag = iota
+	vVary
+	vCacheControl
+	vCacheStatus
+	vCache // the HIT/MISS header
+	vLastModified
+	vContentType
+	vContentLength
+	nVals
+)
+
+// field returns the value of field i as a header's value slice.
+func (p *prepared) field(i int) []string { return p.vals[i : i+1 : i+1] }
 
 // sameEntry reports whether p was built for e.
 func (p *prepared) sameEntry(e *memo.Entry) bool {
@@ -64,24 +84,34 @@ func (h *handler[A, R]) values(e *memo.Entry, ans *answer, id string, ttl int64,
 	p := prepared{
 		id: id, storedAt: e.StoredAt.UnixNano(), freshUntil: e.FreshUntil.UnixNano(),
 		swr: e.StaleWhileRevalidate, sie: e.StaleIfError, ttl: ttl, isPublic: public,
-		etag: ans.etag,
+	}
+	p.vals[vETag] = ans.etag
+	p.vals[vVary] = h.vary
+	p.vals[vContentType] = ans.ctype
+	switch {
+	case !e.Cached:
+		p.vals[vCache] = "BYPASS"
+	case e.Hit:
+		p.vals[vCache] = "HIT"
+	default:
+		p.vals[vCache] = "MISS"
 	}
 	if h.cfg.weakETag {
-		p.etag = "W/" + ans.etag
+		p.vals[vETag] = "W/" + ans.etag
 	}
 	// The values are written into one buffer and become one string.
 	var buf [256]byte
 	b := buf[:0]
 	var ccEnd, csEnd int
 	if !e.Cached {
-		p.cc = "no-store"
+		p.vals[vCacheControl] = "no-store"
 		switch reason {
 		case credentials:
-			p.cs = csBypassIdentity
+			p.vals[vCacheStatus] = csBypassIdentity
 		case byRequest:
-			p.cs = csRequest
+			p.vals[vCacheStatus] = csRequest
 		default:
-			p.cs = csBypass
+			p.vals[vCacheStatus] = csBypass
 		}
 	} else {
 		b = append(b, scope(public)...)
@@ -125,15 +155,15 @@ func (h *handler[A, R]) values(e *memo.Entry, ans *answer, id string, ttl int64,
 		case e.Hit && hasTTL:
 			b = strconv.AppendInt(append(b, csHit+"; ttl="...), ttl, 10)
 		case e.Hit:
-			p.cs = csHit
+			p.vals[vCacheStatus] = csHit
 		case reason == byRequest && e.Stored:
-			p.cs = csRefresh
+			p.vals[vCacheStatus] = csRefresh
 		case reason == byRequest:
-			p.cs = csRequest
+			p.vals[vCacheStatus] = csRequest
 		case e.Stored:
-			p.cs = csMiss
+			p.vals[vCacheStatus] = csMiss
 		default: // the backend refused or failed the write
-			p.cs = csMissNotStored
+			p.vals[vCacheStatus] = csMissNotStored
 		}
 		csEnd = len(b)
 		b = appendHTTPDate(b, e.StoredAt.Truncate(time.Second))
@@ -142,13 +172,13 @@ func (h *handler[A, R]) values(e *memo.Entry, ans *answer, id string, ttl int64,
 	b = strconv.AppendInt(b, int64(len(ans.body)), 10)
 	str := string(b)
 	if e.Cached {
-		p.cc = str[:ccEnd]
-		if p.cs == "" {
-			p.cs = str[ccEnd:csEnd]
+		p.vals[vCacheControl] = str[:ccEnd]
+		if p.vals[vCacheStatus] == "" {
+			p.vals[vCacheStatus] = str[ccEnd:csEnd]
 		}
-		p.lm = str[csEnd:lmEnd]
+		p.vals[vLastModified] = str[csEnd:lmEnd]
 	}
-	p.cl = str[lmEnd:]
+	p.vals[vContentLength] = str[lmEnd:]
 	return p
 }
 
