@@ -46,3 +46,12 @@ func init() {
 		return Option{"clock", func(cf *config) { cf.clock = c }}
 	}
 }
+
+// checkedAt is an Entry's CheckedAt: at, the wall time an entry that is
+// fresh until freshUntil was judged at, or zero for one that never expires.
+func checkedAt(freshUntil, at int64) time.Time {
+	if freshUntil == 0 {
+		return time.Time{}
+	}
+	return unixTime(at)
+}

@@ -105,8 +105,14 @@ var itemSize = store.AllocSize(int(unsafe.Sizeof(item{})))
 func (it *item) payload() []byte { return it.env[it.hdr:] }
 
 // entry is the Entry of a local hit.
-func (it *item) entry(c Codec) Entry {
+// entry is the Entry of it, read at now on the monotonic clock.
+func (it *item) entry(c Codec, now int64) Entry {
+	var at int64 // the wall time at now: fresh-until less the time left
+	if it.freshMono != 0 {
+		at = it.freshUntil - (it.freshMono - now)
+	}
 	return Entry{
+		CheckedAt:  checkedAt(it.freshUntil, at),
 		Payload:    it.payload(),
 		Codec:      c,
 		Hit:        true,

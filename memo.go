@@ -429,7 +429,7 @@ func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode M
 	if s.local != nil {
 		var buf [MaxKeyLen + 8]byte
 		if it, now, found := s.local.get(s.appendLocalKey(buf[:0], key), s); found {
-			if r, usable := f.localResult(ctx, s, it, needVal); usable {
+			if r, usable := f.localResult(ctx, s, it, now, needVal); usable {
 				if r.err != nil || !it.stale(now) && it.storedAt > after {
 					r.refresh = r.err == nil && s.beta > 0 && early(s.beta, now, it.freshMono, it.compute)
 					return r, true, nil, false
@@ -490,8 +490,8 @@ func (f *Func[A, R]) readTiers(ctx context.Context, s *state, key string, mode M
 
 // localResult turns a local item of this codec and result type into a
 // flight result: an answer, or the error a remembered one answers with.
-func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, needVal bool) (result[R], bool) {
-	res := result[R]{entry: it.entry(s.codec)}
+func (f *Func[A, R]) localResult(ctx context.Context, s *state, it *item, now int64, needVal bool) (result[R], bool) {
+	res := result[R]{entry: it.entry(s.codec, now)}
 	if it.fp != f.fp || it.codec != s.codec.Name() {
 		return res, false
 	}
@@ -990,6 +990,7 @@ func hitEntry(s *state, env envelope) Entry {
 		Cached:     true,
 		StoredAt:   unixTime(env.storedAt),
 		FreshUntil: unixTime(env.freshUntil),
+		CheckedAt:  checkedAt(env.freshUntil, env.readAt),
 		etag:       env.etag,
 		meta:       env.meta,
 	}
@@ -1214,6 +1215,11 @@ type Entry struct {
 	// Stale is true when the entry expired before this call read it and is
 	// served within a stale window ([StaleWhileRevalidate], [StaleIfError]).
 	Stale bool
+	// CheckedAt is when the call judged a stored entry fresh or stale, on
+	// the clock FreshUntil is measured by: FreshUntil.Sub(CheckedAt) is
+	// the lifetime the entry had left then. It is zero when fn computed
+	// the answer in the call, and when the entry never expires.
+	CheckedAt time.Time
 	// StaleWhileRevalidate and StaleIfError are the function's stale
 	// windows past FreshUntil (0 when off, or on a remembered error): how
 	// long it may serve this entry stale, as RFC 5861's directives of the
@@ -1343,7 +1349,7 @@ func (f *Func[A, R]) localHit(ctx context.Context, s *state, lk []byte, a A, out
 	case it.kind != kindValue:
 		if err := s.remembered(it.kind, it.payload()); err != nil {
 			s.stats.negativeHits.Add(1)
-			*out = it.entry(s.codec)
+			*out = it.entry(s.codec, now)
 			out.Payload = nil
 			*errp = err
 			return true
@@ -1353,13 +1359,13 @@ func (f *Func[A, R]) localHit(ctx context.Context, s *state, lk []byte, a A, out
 			f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
 		}
 		s.stats.hit()
-		*out = it.entry(s.codec)
+		*out = it.entry(s.codec, now)
 		s.windows(out)
 		return true
 	case now-it.freshMono < int64(s.swr):
 		f.refresh(ctx, s, s.nsKey+":"+string(lk[len(s.localNS)+1:]), a, it.storedAt)
 		s.stats.staleHits.Add(1)
-		*out = it.entry(s.codec)
+		*out = it.entry(s.codec, now)
 		out.Stale = true
 		s.windows(out)
 		return true
@@ -1398,7 +1404,7 @@ func (f *Func[A, R]) Peek(ctx context.Context, a A) (v R, ok bool, err error) {
 	if s.local != nil {
 		var buf [MaxKeyLen + 8]byte
 		if it, now, found := s.local.get(s.appendLocalKey(buf[:0], key), s); found && !it.stale(now) {
-			if r, usable := f.localResult(ctx, s, it, true); usable {
+			if r, usable := f.localResult(ctx, s, it, now, true); usable {
 				return r.val, true, r.err
 			}
 		}

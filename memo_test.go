@@ -660,3 +660,51 @@ func TestForgetDuringCompute(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupCheckedAt: a hit's CheckedAt is when memo judged the entry,
+// so that FreshUntil.Sub(CheckedAt) is the lifetime it had left, on the
+// local tier (whose clock is monotonic), on a backend, and on a local copy
+// of a backend's entry; zero for an answer fn computed in the call and for
+// an entry that never expires.
+var checkedAtSeq atomic.Int64
+
+func TestLookupCheckedAt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts func() []memo.Option
+	}{
+		{"local", func() []memo.Option { return nil }},
+		{"backend", func() []memo.Option { return []memo.Option{memo.WithBackend(memory.New())} }},
+		{"local-copy", func() []memo.Option {
+			return []memo.Option{memo.WithBackend(memory.New()), memo.WithLocalTier(memo.NewLocalTier(1<<20, nil))}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := fmt.Sprintf("checkedat.%s.%d", tc.name, checkedAtSeq.Add(1)) // the local tier outlives a test
+			clk := memo.NewFakeClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+			ctx := context.Background()
+			f := memo.New(func(context.Context, int) (int, error) { return 1, nil },
+				append(tc.opts(), memo.Namespace(ns), memo.WithClock(clk), memo.Expire(time.Minute))...)
+			e, err := f.Lookup(ctx, 1, memo.UseCache)
+			if err != nil || e.Hit || !e.CheckedAt.IsZero() {
+				t.Fatalf("Lookup(1) on a miss = %+v, %v; want a computed answer with no CheckedAt", e, err)
+			}
+			for _, step := range []time.Duration{20500 * time.Millisecond, time.Nanosecond, 39 * time.Second} {
+				clk.Advance(step)
+				e, err := f.Lookup(ctx, 1, memo.UseCache)
+				if err != nil || !e.Hit {
+					t.Fatalf("Lookup(1) = %+v, %v; want a hit", e, err)
+				}
+				if got, want := e.FreshUntil.Sub(e.CheckedAt), e.FreshUntil.Sub(clk.Now()); got != want {
+					t.Errorf("Lookup(1) at +%v: FreshUntil - CheckedAt = %v, want %v", clk.Now().Sub(e.StoredAt), got, want)
+				}
+			}
+			forever := memo.New(func(context.Context, int) (int, error) { return 1, nil },
+				append(tc.opts(), memo.Namespace(ns+".forever"), memo.WithClock(clk))...)
+			forever.Call(ctx, 1)
+			if e, err := forever.Lookup(ctx, 1, memo.UseCache); err != nil || !e.Hit || !e.CheckedAt.IsZero() {
+				t.Fatalf("Lookup(1) of an entry that never expires = %+v, %v; want a hit with no CheckedAt", e, err)
+			}
+		})
+	}
+}

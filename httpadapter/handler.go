@@ -214,11 +214,11 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		e, err = h.f.Lookup(ctx, a, mode)
 	}
-	now := h.cfg.now()
+	now := h.now(e)
 	if e != nil && e.Hit && tooOld(e, dir, now) {
 		reason = byRequest
 		e, err = h.f.Lookup(ctx, a, memo.Refresh)
-		now = h.cfg.now()
+		now = h.now(e)
 	}
 	if err != nil {
 		if e != nil && e.Hit {
@@ -337,6 +337,16 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		w.Write(ans.body) //nolint:errcheck // the client went away; nothing to do
 	}
+}
+
+// now is the time e's freshness is told at: when memo judged it, so that
+// the lifetime sent is the one memo saw; the clock's time for an answer
+// computed now, or one that never expires.
+func (h *handler[A, R]) now(e *memo.Entry) time.Time {
+	if e != nil && !e.CheckedAt.IsZero() {
+		return e.CheckedAt
+	}
+	return h.cfg.now()
 }
 
 // set stores v in vals[i] and returns that element as a one-element slice
