@@ -33,7 +33,7 @@ func TestHotValuesFollowTheClock(t *testing.T) {
 				what := fmt.Sprintf("hit at +%v", fx.clk.Now().Sub(start))
 				checkHeaders(t, what, fx.get("k"), map[string]string{
 					"status": "200", "Cache-Control": "private, max-age=" + strconv.FormatInt(left, 10),
-					"Cache-Status": "memo; hit; ttl=" + strconv.FormatInt(left, 10),
+					"Cache-Status":  "memo; hit; ttl=" + strconv.FormatInt(left, 10),
 					"Last-Modified": start.UTC().Format(http.TimeFormat), "body": "1",
 				})
 			}
