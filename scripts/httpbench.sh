@@ -15,6 +15,8 @@
 #                                same 304
 #   /gin/memo vs /gin/cache      the adapter vs gin-cache (a Go HTTP caching
 #                                middleware), both through one gin engine
+#   /gin/memo vs /gin/cache-same the same, gin-cache replaying the adapter's
+#                                headers: the same response on the wire
 #   /bytes                       the floor: body, Content-Type, Content-Length
 #
 # Each ratio is given twice: of the medians, and the median of the per-round
@@ -56,7 +58,7 @@ LOAD_WAIT=${BENCH_LOAD_WAIT:-300}
 OUT=${HTTPBENCH_OUT:-$ROOT/bench/out/http-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-read -r -a ENDPOINTS <<<"${HTTPBENCH_ENDPOINTS:-bytes fixed hit notmod-fixed notmod gin/cache gin/memo}"
+read -r -a ENDPOINTS <<<"${HTTPBENCH_ENDPOINTS:-bytes fixed hit notmod-fixed notmod gin/cache gin/cache-same gin/memo}"
 
 log() { printf 'httpbench.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -232,7 +234,9 @@ row() { # row LABEL EP BASE
 	row "/notmod-fixed: the same 304 from memory" notmod-fixed bytes
 	row "/notmod: httpadapter, If-None-Match (304)" notmod notmod-fixed
 	row "/gin/cache: gin + chenyahui/gin-cache, hit" gin/cache bytes
+	row "/gin/cache-same: gin + gin-cache replaying the adapter's headers, hit" gin/cache-same bytes
 	row "/gin/memo: gin + httpadapter, hit" gin/memo gin/cache
+	row "/gin/memo: gin + httpadapter, hit" gin/memo gin/cache-same
 	echo
 	echo "Each run (endpoint, round, requests/s, load average, server CPU µs/request):"
 	sed 's/^/    /' "$OUT/http-runs.txt"

@@ -12,6 +12,8 @@
 //	/notmod        the adapter, for requests sent with If-None-Match: <etag>
 //	/gin/cache     gin with github.com/chenyahui/gin-cache (memory store,
 //	               CacheByRequestURI), a Go HTTP caching middleware, hit
+//	/gin/cache-same  gin-cache in front of a handler writing the adapter's
+//	               hit headers and body: the same response as /gin/memo
 //	/gin/memo      the adapter through the same gin engine (gin.WrapH), hit
 //
 // It prints "addr=HOST:PORT", "etag=..." and more on stdout once it is
@@ -142,9 +144,20 @@ func main() {
 		}
 		c.JSON(200, u)
 	})
+	// The same middleware in front of a handler that writes the adapter's
+	// hit headers and body: the same response on the wire as /gin/memo,
+	// replayed by gin-cache (whose max-age then never counts down).
+	g.GET("/gin/cache-same", gincache.CacheByRequestURI(store, time.Hour), func(c *gin.Context) {
+		h := c.Writer.Header()
+		for k, v := range hitHeader {
+			h[k] = v
+		}
+		c.Status(200)
+		c.Writer.Write(body)
+	})
 	g.GET("/gin/memo", gin.WrapH(adapter))
 	mux.Handle("/gin/", g)
-	for _, p := range []string{"/gin/cache", "/gin/memo"} {
+	for _, p := range []string{"/gin/cache", "/gin/cache-same", "/gin/memo"} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
 		if rec.Code != 200 || !json.Valid(rec.Body.Bytes()) {
