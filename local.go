@@ -104,8 +104,8 @@ var itemSize = store.AllocSize(int(unsafe.Sizeof(item{})))
 
 func (it *item) payload() []byte { return it.env[it.hdr:] }
 
-// entry is the Entry of a local hit.
-// entry is the Entry of it, read at now on the monotonic clock.
+// entry is the Entry of a local hit on it, read at now on the monotonic
+// clock.
 func (it *item) entry(c Codec, now int64) Entry {
 	var at int64 // the wall time at now: fresh-until less the time left
 	if it.freshMono != 0 {

@@ -1215,10 +1215,14 @@ type Entry struct {
 	// Stale is true when the entry expired before this call read it and is
 	// served within a stale window ([StaleWhileRevalidate], [StaleIfError]).
 	Stale bool
-	// CheckedAt is when the call judged a stored entry fresh or stale, on
-	// the clock FreshUntil is measured by: FreshUntil.Sub(CheckedAt) is
-	// the lifetime the entry had left then. It is zero when fn computed
-	// the answer in the call, and when the entry never expires.
+	// CheckedAt is when the call judged a stored entry fresh or stale:
+	// FreshUntil.Sub(CheckedAt) is the lifetime memo found it had left.
+	// For a copy in the local tier that lifetime is counted on the
+	// monotonic clock (a step of the wall clock since the copy was made
+	// does not change it), and CheckedAt is FreshUntil less it. It is zero
+	// when fn computed the answer in the call, and when the entry never
+	// expires. A stale answer served because fn failed ([StaleIfError])
+	// is sent after fn ran: CheckedAt is still the time of the read.
 	CheckedAt time.Time
 	// StaleWhileRevalidate and StaleIfError are the function's stale
 	// windows past FreshUntil (0 when off, or on a remembered error): how
@@ -1266,6 +1270,8 @@ func (f *Func[A, R]) lookup(ctx context.Context, a A, mode Mode, out *Entry) (*E
 	return out, err
 }
 
+// lookupInto does Lookup's work, writing the entry to out; ok is false
+// when there is none.
 func (f *Func[A, R]) lookupInto(ctx context.Context, a A, mode Mode, out *Entry) (ok bool, err error) {
 	s := f.load()
 	if err := ctx.Err(); err != nil {
@@ -1373,6 +1379,7 @@ func (f *Func[A, R]) localHit(ctx context.Context, s *state, lk []byte, a A, out
 	return false
 }
 
+// windows sets an answer's stale windows from the function's options.
 func (s *state) windows(e *Entry) *Entry {
 	if e.meta.staleUntil > e.meta.freshUntil && e.meta.kind == kindValue {
 		e.StaleWhileRevalidate, e.StaleIfError = s.swr, s.sie

@@ -661,13 +661,13 @@ func TestForgetDuringCompute(t *testing.T) {
 	}
 }
 
+var checkedAtSeq atomic.Int64 // numbers TestLookupCheckedAt's namespaces
+
 // TestLookupCheckedAt: a hit's CheckedAt is when memo judged the entry,
 // so that FreshUntil.Sub(CheckedAt) is the lifetime it had left, on the
 // local tier (whose clock is monotonic), on a backend, and on a local copy
 // of a backend's entry; zero for an answer fn computed in the call and for
 // an entry that never expires.
-var checkedAtSeq atomic.Int64
-
 func TestLookupCheckedAt(t *testing.T) {
 	for _, tc := range []struct {
 		name string

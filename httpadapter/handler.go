@@ -110,7 +110,10 @@ import (
 //
 // Handler panics if f or decode is nil, if [Public] and [PerUser] are both
 // given, or [IgnoreCredentials] and [PerUser]. The handler is safe for
-// concurrent use.
+// concurrent use. On hits the header values' slices are shared between
+// responses (net/http copies them when it writes the header): a middleware
+// changes a field the handler set with Header.Set, Add or Del, never by
+// assigning into its slice.
 func Handler[A, R any](f *memo.Func[A, R], decode func(*http.Request) (A, error), opts ...Option) http.Handler {
 	if f == nil {
 		panic("httpadapter: Handler(nil, ...)")
@@ -339,11 +342,14 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// now is the time e's freshness is told at: when memo judged it, so that
-// the lifetime sent is the one memo saw; the clock's time for an answer
-// computed now, or one that never expires.
+// now is the time e's freshness is told at. For a fresh hit or a
+// remembered error it is when memo judged the entry (no fn ran since), so
+// that the lifetime sent is the one memo saw, without reading the clock;
+// for anything else the clock's time: an answer computed now, one that
+// never expires, and a stale one, which may be served after fn ran and
+// failed (StaleIfError) and whose windows are counted to when it is sent.
 func (h *handler[A, R]) now(e *memo.Entry) time.Time {
-	if e != nil && !e.CheckedAt.IsZero() {
+	if e != nil && e.Hit && !e.Stale && !e.CheckedAt.IsZero() {
 		return e.CheckedAt
 	}
 	return h.cfg.now()

@@ -9,9 +9,11 @@ import (
 	"github.com/gomemo/memo"
 )
 
-// prepared holds the header values of one answer: built once per request
-// on a miss, and on a hit once per entry and second of remaining lifetime,
-// kept in the handler's hotCache for the hits that follow.
+// prepared holds the header values of one answer. Those of a fresh hit are
+// kept in the handler's hotCache and reused by the hits that follow on the
+// same entry while its remaining lifetime, in whole seconds, and its
+// public or private scope stay the same; every other answer (a miss, a
+// stale answer, a bypass) builds its own.
 type prepared struct {
 	// What the values were built from: the entry (its ETag, times and
 	// stale windows), the remaining lifetime in whole seconds (-1 for
@@ -58,9 +60,10 @@ func (p *prepared) same(ttl int64, public bool) bool {
 }
 
 // hotCache keeps the prepared values of recently hit entries. Slots are
-// picked by the entry's ETag; a slot holds one entry's values, and the
-// latest to land in it replaces them. Readers load a slot without a lock
-// and never change what it points to.
+// picked by a hash of the entry's ETag; a slot holds one entry's values,
+// and the latest to land in it replaces them (entries that share a slot
+// take turns, each rebuilding its values). Readers load a slot without a
+// lock and never change what it points to.
 type hotCache struct {
 	slots [hotSlots]atomic.Pointer[prepared]
 }
@@ -69,12 +72,11 @@ const hotSlots = 256
 
 // slot returns the slot of the entry whose quoted ETag is tag.
 func (c *hotCache) slot(tag []byte) *atomic.Pointer[prepared] {
-	i := 0
-	if len(tag) >= 3 {
-		// A quoted base64url hash: its characters are evenly spread.
-		i = (int(tag[1])<<6 ^ int(tag[2])) % hotSlots
+	h := uint32(2166136261) // FNV-1a over the tag's first characters
+	for _, b := range tag[:min(len(tag), 6)] {
+		h = (h ^ uint32(b)) * 16777619
 	}
-	return &c.slots[i]
+	return &c.slots[h%hotSlots]
 }
 
 // values builds the header values of the answer ans to e: id is e's ETag,
