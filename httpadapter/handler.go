@@ -198,13 +198,14 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := r.Context()
+	fl := readFields(r.Header)
 	dir := noDirectives
 	if !h.cfg.ignoreDirectives {
-		dir = requestDirectives(r.Header)
+		dir = directivesOf(fl.cacheControl, fl.pragma)
 	}
 	mode, reason := memo.UseCache, plain
 	switch {
-	case !h.cfg.perUser && !h.cfg.ignoreCreds && hasCredentials(r.Header):
+	case !h.cfg.perUser && !h.cfg.ignoreCreds && fl.credentials:
 		mode, reason = memo.Bypass, credentials
 	case dir.noStore:
 		mode, reason = memo.Bypass, byRequest
@@ -271,7 +272,7 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Preconditions in the order of RFC 9110 section 13.2.2: If-Match,
 	// else If-Unmodified-Since (only against a Last-Modified we send);
 	// then If-None-Match, else If-Modified-Since (likewise).
-	if im := r.Header["If-Match"]; len(im) > 0 {
+	if im := fl.ifMatch; len(im) > 0 {
 		strongTag := ans.etag
 		if h.cfg.weakETag {
 			strongTag = "" // a weak tag never matches strongly: only "*" does
@@ -280,17 +281,17 @@ func (h *handler[A, R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.failPrecondition(w, r)
 			return
 		}
-	} else if ius := r.Header["If-Unmodified-Since"]; len(ius) > 0 && e.Cached {
+	} else if ius := fl.ifUnmodifiedSince; len(ius) > 0 && e.Cached {
 		if t, ok := httpDate(ius); ok && e.StoredAt.Truncate(time.Second).After(t) {
 			h.failPrecondition(w, r)
 			return
 		}
 	}
 	notModified := false
-	if inm := r.Header["If-None-Match"]; len(inm) > 0 {
+	if inm := fl.ifNoneMatch; len(inm) > 0 {
 		notModified = matchETags(inm, ans.etag, false)
 	} else if e.Cached {
-		if ims, ok := ifModifiedSince(r.Header, now); ok {
+		if ims, ok := modifiedSince(fl.ifModifiedSince, now); ok {
 			notModified = !e.StoredAt.Truncate(time.Second).After(ims)
 		}
 	}

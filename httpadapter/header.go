@@ -29,14 +29,62 @@ var noDirectives = directives{maxAge: -1, minFresh: -1}
 // requestDirectives reads the request's Cache-Control (all its lines), and
 // its Pragma when it has no Cache-Control at all (RFC 9111 §5.4).
 func requestDirectives(h http.Header) directives {
-	if cc := h["Cache-Control"]; len(cc) > 0 {
+	return directivesOf(h["Cache-Control"], h["Pragma"])
+}
+
+// directivesOf parses the lines of Cache-Control, or those of Pragma when
+// there are none.
+func directivesOf(cc, pragma []string) directives {
+	if len(cc) > 0 {
 		return parseCacheControl(cc)
 	}
 	d := directives{maxAge: -1, minFresh: -1}
-	if p := h["Pragma"]; len(p) > 0 {
-		d.noCache = parseCacheControl(p).noCache // Pragma: no-cache, same list syntax
+	if len(pragma) > 0 {
+		d.noCache = parseCacheControl(pragma).noCache // Pragma: no-cache, same list syntax
 	}
 	return d
+}
+
+// fields are the request header fields the handler reads, each nil when
+// the request has none.
+type fields struct {
+	cacheControl, pragma         []string
+	ifMatch, ifUnmodifiedSince   []string
+	ifNoneMatch, ifModifiedSince []string
+	credentials                  bool // Authorization or Cookie, even empty
+}
+
+// readFields reads the fields a handler needs from h: in one pass over a
+// small header (as an API client's or a load generator's), by a lookup of
+// each name in a larger one.
+func readFields(h http.Header) (f fields) {
+	if len(h) > 8 {
+		return fields{
+			cacheControl: h["Cache-Control"], pragma: h["Pragma"],
+			ifMatch: h["If-Match"], ifUnmodifiedSince: h["If-Unmodified-Since"],
+			ifNoneMatch: h["If-None-Match"], ifModifiedSince: h["If-Modified-Since"],
+			credentials: hasCredentials(h),
+		}
+	}
+	for k, v := range h {
+		switch k {
+		case "Cache-Control":
+			f.cacheControl = v
+		case "Pragma":
+			f.pragma = v
+		case "If-Match":
+			f.ifMatch = v
+		case "If-Unmodified-Since":
+			f.ifUnmodifiedSince = v
+		case "If-None-Match":
+			f.ifNoneMatch = v
+		case "If-Modified-Since":
+			f.ifModifiedSince = v
+		case "Authorization", "Cookie":
+			f.credentials = f.credentials || len(v) > 0
+		}
+	}
+	return f
 }
 
 // parseCacheControl parses Cache-Control field values: comma-separated
@@ -253,7 +301,11 @@ func httpDate(v []string) (t time.Time, ok bool) {
 // when it is absent, has more than one member, is not an HTTP-date, or lies
 // after now (RFC 9110 §13.1.3), in which cases it is ignored.
 func ifModifiedSince(h http.Header, now time.Time) (t time.Time, ok bool) {
-	v := h["If-Modified-Since"]
+	return modifiedSince(h["If-Modified-Since"], now)
+}
+
+// modifiedSince is ifModifiedSince on the field's lines.
+func modifiedSince(v []string, now time.Time) (t time.Time, ok bool) {
 	if len(v) != 1 {
 		return time.Time{}, false
 	}

@@ -1,11 +1,14 @@
 package httpadapter
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestParseCacheControl(t *testing.T) {
@@ -286,5 +289,37 @@ func TestAppendHTTPDate(t *testing.T) {
 		if got := string(appendHTTPDate([]byte("x"), tm)); got != "x"+want {
 			t.Fatalf("appendHTTPDate(%v) = %q, want %q", tm, got, "x"+want)
 		}
+	}
+}
+
+// TestReadFields: the one pass over a small header and the lookups in a
+// larger one read the same fields as looking each up.
+func TestReadFields(t *testing.T) {
+	names := []string{"Cache-Control", "Pragma", "If-Match", "If-Unmodified-Since", "If-None-Match", "If-Modified-Since", "Authorization", "Cookie"}
+	for fillers := 0; fillers <= 12; fillers += 3 {
+		for mask := 0; mask < 1<<len(names); mask++ {
+			h := http.Header{}
+			for i := range fillers {
+				h[fmt.Sprintf("X-Filler-%d", i)] = []string{"x"}
+			}
+			for i, n := range names {
+				if mask&(1<<i) != 0 {
+					h[n] = []string{n + "-value"}
+				}
+			}
+			want := fields{
+				cacheControl: h["Cache-Control"], pragma: h["Pragma"],
+				ifMatch: h["If-Match"], ifUnmodifiedSince: h["If-Unmodified-Since"],
+				ifNoneMatch: h["If-None-Match"], ifModifiedSince: h["If-Modified-Since"],
+				credentials: len(h["Authorization"]) > 0 || len(h["Cookie"]) > 0,
+			}
+			if got := readFields(h); !cmp.Equal(got, want, cmp.AllowUnexported(fields{})) {
+				t.Fatalf("readFields(%v) = %+v, want %+v", h, got, want)
+			}
+		}
+	}
+	empty := http.Header{"Authorization": {}, "Cookie": {}}
+	if readFields(empty).credentials {
+		t.Errorf("readFields(%v).credentials = true, want false (no value)", empty)
 	}
 }
