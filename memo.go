@@ -1260,22 +1260,12 @@ func (f *Func[A, R]) Lookup(ctx context.Context, a A, mode Mode) (*Entry, error)
 	return f.lookup(ctx, a, mode, new(Entry))
 }
 
-// lookup is Lookup, filling out and returning it, or nil when there is no
-// entry to return (err says why).
+// lookup does Lookup's work, filling out and returning it, or nil when
+// there is no entry to return (err says why).
 func (f *Func[A, R]) lookup(ctx context.Context, a A, mode Mode, out *Entry) (*Entry, error) {
-	ok, err := f.lookupInto(ctx, a, mode, out)
-	if !ok {
-		return nil, err
-	}
-	return out, err
-}
-
-// lookupInto does Lookup's work, writing the entry to out; ok is false
-// when there is none.
-func (f *Func[A, R]) lookupInto(ctx context.Context, a A, mode Mode, out *Entry) (ok bool, err error) {
 	s := f.load()
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return nil, err
 	}
 	var key string
 	var buf [MaxKeyLen + 8]byte
@@ -1289,7 +1279,7 @@ func (f *Func[A, R]) lookupInto(ctx context.Context, a A, mode Mode, out *Entry)
 				s.report(ctx, "key", s.nsKey, err)
 			} else {
 				if f.localHit(ctx, s, lk, a, out, &err) {
-					return true, err
+					return out, err
 				}
 				key = s.nsKey + ":" + string(lk[len(s.localNS)+1:])
 			}
@@ -1306,20 +1296,20 @@ func (f *Func[A, R]) lookupInto(ctx context.Context, a A, mode Mode, out *Entry)
 		s.stats.bypasses.Add(1)
 		res := f.run(ctx, s, key, a, ReasonBypass)
 		if res.err != nil {
-			return false, res.err
+			return nil, res.err
 		}
 		if res.entry.raw == nil {
-			return false, &EncodeError{Err: res.entry.encodeErr}
+			return nil, &EncodeError{Err: res.entry.encodeErr}
 		}
 		*out = res.entry
 		out.Cached = false
 		out.FreshUntil = time.Time{}
-		return true, nil
+		return out, nil
 	}
 	res, first, err := f.fetch(ctx, s, key, a, mode, false)
 	if err != nil {
 		s.stats.misses.Add(1)
-		return false, err
+		return nil, err
 	}
 	if res.refresh {
 		f.refresh(ctx, s, key, a, res.entry.meta.storedAt)
@@ -1332,16 +1322,16 @@ func (f *Func[A, R]) lookupInto(ctx context.Context, a A, mode Mode, out *Entry)
 		if res.entry.Hit { // a remembered error: its entry says how fresh it is
 			*out = res.entry
 			out.Payload = nil
-			return true, res.err
+			return out, res.err
 		}
-		return false, res.err
+		return nil, res.err
 	}
 	if res.entry.Payload == nil {
-		return false, &EncodeError{Err: res.entry.encodeErr}
+		return nil, &EncodeError{Err: res.entry.encodeErr}
 	}
 	*out = res.entry // each caller gets its own Entry; they share the bytes
 	s.windows(out)
-	return true, nil
+	return out, nil
 }
 
 // localHit answers Lookup from the local tier, whose key is lk: it reports

@@ -139,6 +139,8 @@ func Handler[A, R any](f *memo.Func[A, R], decode func(*http.Request) (A, error)
 	return h
 }
 
+var _ http.Handler = (*handler[int, int])(nil)
+
 type handler[A, R any] struct {
 	f       *memo.Func[A, R]
 	decode  func(*http.Request) (A, error)

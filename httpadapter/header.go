@@ -26,14 +26,8 @@ type directives struct {
 // noDirectives is a request without Cache-Control or Pragma.
 var noDirectives = directives{maxAge: -1, minFresh: -1}
 
-// requestDirectives reads the request's Cache-Control (all its lines), and
-// its Pragma when it has no Cache-Control at all (RFC 9111 §5.4).
-func requestDirectives(h http.Header) directives {
-	return directivesOf(h["Cache-Control"], h["Pragma"])
-}
-
-// directivesOf parses the lines of Cache-Control, or those of Pragma when
-// there are none.
+// directivesOf reads the request's Cache-Control (all its lines), and its
+// Pragma when it has no Cache-Control at all (RFC 9111 §5.4).
 func directivesOf(cc, pragma []string) directives {
 	if len(cc) > 0 {
 		return parseCacheControl(cc)
@@ -297,14 +291,9 @@ func httpDate(v []string) (t time.Time, ok bool) {
 	return t, err == nil
 }
 
-// ifModifiedSince returns the request's If-Modified-Since date. ok is false
+// modifiedSince returns the date of If-Modified-Since, given its lines v. ok is false
 // when it is absent, has more than one member, is not an HTTP-date, or lies
 // after now (RFC 9110 §13.1.3), in which cases it is ignored.
-func ifModifiedSince(h http.Header, now time.Time) (t time.Time, ok bool) {
-	return modifiedSince(h["If-Modified-Since"], now)
-}
-
-// modifiedSince is ifModifiedSince on the field's lines.
 func modifiedSince(v []string, now time.Time) (t time.Time, ok bool) {
 	if len(v) != 1 {
 		return time.Time{}, false

@@ -63,8 +63,9 @@ func TestRequestDirectivesPragma(t *testing.T) {
 		{http.Header{"Pragma": {"no-cache"}, "Cache-Control": {""}}, false},
 	}
 	for _, c := range cases {
-		if got := requestDirectives(c.hdr).noCache; got != c.want {
-			t.Errorf("requestDirectives(%v).noCache = %v, want %v", c.hdr, got, c.want)
+		fl := readFields(c.hdr)
+		if got := directivesOf(fl.cacheControl, fl.pragma).noCache; got != c.want {
+			t.Errorf("directivesOf(%v).noCache = %v, want %v", c.hdr, got, c.want)
 		}
 	}
 }
@@ -119,8 +120,8 @@ func TestIfModifiedSince(t *testing.T) {
 		{[]string{"Wed, 25 Nov 2026 11:00:00 GMT", "Wed, 25 Nov 2026 11:00:00 GMT"}, false},
 	}
 	for _, c := range cases {
-		if _, ok := ifModifiedSince(http.Header{"If-Modified-Since": c.in}, now); ok != c.ok {
-			t.Errorf("ifModifiedSince(%q) ok = %v, want %v", c.in, ok, c.ok)
+		if _, ok := modifiedSince(c.in, now); ok != c.ok {
+			t.Errorf("modifiedSince(%q) ok = %v, want %v", c.in, ok, c.ok)
 		}
 	}
 }
@@ -265,8 +266,8 @@ func FuzzCacheControl(f *testing.F) {
 
 func TestParsersDoNotAllocate(t *testing.T) {
 	h := http.Header{"Cache-Control": {`no-cache, x="a,b", max-age=0`}, "If-None-Match": {`"x", W/"y", ` + tag}}
-	if n := testing.AllocsPerRun(100, func() { requestDirectives(h) }); n != 0 {
-		t.Errorf("requestDirectives allocs = %v, want 0", n)
+	if n := testing.AllocsPerRun(100, func() { fl := readFields(h); directivesOf(fl.cacheControl, fl.pragma) }); n != 0 {
+		t.Errorf("readFields and directivesOf allocs = %v, want 0", n)
 	}
 	if n := testing.AllocsPerRun(100, func() { matchIfNoneMatch(h["If-None-Match"], tag) }); n != 0 {
 		t.Errorf("matchIfNoneMatch allocs = %v, want 0", n)

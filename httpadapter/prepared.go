@@ -1,7 +1,6 @@
 package httpadapter
 
 import (
-	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -183,5 +182,3 @@ func (h *handler[A, R]) values(e *memo.Entry, ans *answer, id string, ttl int64,
 	p.vals[vContentLength] = str[lmEnd:]
 	return p
 }
-
-var _ http.Handler = (*handler[int, int])(nil)
