@@ -130,10 +130,20 @@ cluster_all_ok() {
 	for p in "${CLUSTER_PORTS[@]}"; do cluster_node_ready "$p" || return 1; done
 }
 
-# stop_pidfile PIDFILE MARK: stops the process PIDFILE names (if it is
-# still ours) and removes the pidfile.
+# stop_pidfile PIDFILE MARK [LOGFILE]: stops the process PIDFILE names (if
+# it is still ours) and removes the pidfile. A server whose pidfile is left
+# but whose process is gone died on its own (while the tests ran): that is
+# said, with the tail of LOGFILE, so that a test failing on a refused
+# connection can be traced to the server's own last words.
 stop_pidfile() {
-	local file=$1 mark=$2 pid
+	local file=$1 mark=$2 logfile=${3:-} pid
+	if [[ -s $file ]] && ! alive "$file" "$mark"; then
+		log "$(basename "$file" .pid) (pid $(pid_of "$file")) had already exited: it died before it was stopped"
+		if [[ -n $logfile && -s $logfile ]]; then
+			log "last lines of $logfile:"
+			tail -n 40 "$logfile" >&2 || true
+		fi
+	fi
 	if alive "$file" "$mark"; then
 		pid=$(pid_of "$file")
 		log "stopping $(basename "$file" .pid) (pid $pid)"
@@ -199,6 +209,8 @@ ensure_packages() {
 }
 
 DYNALITE_CLI="$STATE/node/node_modules/dynalite/cli.js"
+# Keeps dynalite alive when a client aborts a request (see the file).
+DYNALITE_GUARD="$ROOT/scripts/dynalite-guard.js"
 
 ensure_dynalite() {
 	[[ -f $DYNALITE_CLI ]] && return 0
@@ -239,7 +251,7 @@ cluster_pidfile() { printf '%s\n' "$STATE/redis-cluster-$1.pid"; }
 stop_cluster() {
 	local p
 	for p in "${CLUSTER_PORTS[@]}"; do
-		stop_pidfile "$(cluster_pidfile "$p")" "$REDIS_MARK"
+		stop_pidfile "$(cluster_pidfile "$p")" "$REDIS_MARK" "$STATE/cluster/$p/redis.log"
 	done
 }
 
@@ -341,7 +353,7 @@ start_dynalite() {
 	# place and $! is node's own pid.
 	local launcher=()
 	command -v setsid >/dev/null && launcher=(setsid)
-	"${launcher[@]}" nohup node "$DYNALITE_CLI" --port "$DYNALITE_PORT" --host "$HOST" \
+	"${launcher[@]}" nohup node --require "$DYNALITE_GUARD" "$DYNALITE_CLI" --port "$DYNALITE_PORT" --host "$HOST" \
 		--createTableMs 0 --deleteTableMs 0 --updateTableMs 0 </dev/null >"$logfile" 2>&1 &
 	local pid=$!
 	echo "$pid" >"$pidfile"
@@ -442,11 +454,11 @@ cmd_start() {
 
 cmd_stop() {
 	[[ -d $STATE ]] || return 0
-	stop_pidfile "$NGINX_DIR/nginx.pid" "$NGINX_MARK"
-	stop_pidfile "$STATE/dynalite.pid" "$DYNALITE_MARK"
-	stop_pidfile "$STATE/memcached.pid" "$MEMCACHED_MARK"
+	stop_pidfile "$NGINX_DIR/nginx.pid" "$NGINX_MARK" "$NGINX_DIR/logs/error.log"
+	stop_pidfile "$STATE/dynalite.pid" "$DYNALITE_MARK" "$STATE/dynalite.log"
+	stop_pidfile "$STATE/memcached.pid" "$MEMCACHED_MARK" "$STATE/memcached.log"
 	stop_cluster
-	stop_pidfile "$STATE/redis.pid" "$REDIS_MARK"
+	stop_pidfile "$STATE/redis.pid" "$REDIS_MARK" "$STATE/redis/redis.log"
 }
 
 cmd_env() {
@@ -458,7 +470,7 @@ cmd_env() {
 		export MEMO_REDIS_CLUSTER_ADDRS=${addrs[*]}
 		export MEMO_MEMCACHED_ADDR=$HOST:$MEMCACHED_PORT
 		export MEMO_DYNAMODB_ENDPOINT=http://$HOST:$DYNALITE_PORT
-		export MEMO_DYNALITE_CMD='node $DYNALITE_CLI'
+		export MEMO_DYNALITE_CMD='node --require $DYNALITE_GUARD $DYNALITE_CLI'
 		export MEMO_NGINX_ADDR=$HOST:$NGINX_PORT
 	END
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -284,4 +285,64 @@ func tcpProbe(addr string) error {
 		return err
 	}
 	return c.Close()
+}
+
+// TestDynaliteSurvivesAbortedRequest: a client that closes its connection
+// before its request's body has arrived must not kill dynalite, the
+// shared server (scripts/servers.sh) or one a test starts
+// (MEMO_DYNALITE_CMD). dynalite 4.0.0 on Node 20 rethrows that error and
+// exits; scripts/dynalite-guard.js keeps it up. memo's own tests abort
+// requests on purpose (TestSlowOrSilentServer cuts connections), and a
+// dead shared server fails every DynamoDB test run after it: this fails
+// first, and says why.
+func TestDynaliteSurvivesAbortedRequest(t *testing.T) {
+	targets := []struct {
+		name     string
+		endpoint func(t *testing.T) string
+	}{
+		{"shared", func(t *testing.T) string { return env(t, "MEMO_DYNAMODB_ENDPOINT") }},
+		{"started", func(t *testing.T) string { return "http://" + startDynalite(t).addr() }},
+	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			endpoint := tg.endpoint(t)
+			c := newDynamo(endpoint)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := c.ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
+				t.Fatalf("ListTables before: %v", err)
+			}
+			for range 3 {
+				conn, err := net.DialTimeout("tcp", strings.TrimPrefix(endpoint, "http://"), time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// 1000 bytes announced, 5 sent, then the connection closes.
+				fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: dynalite\r\nContent-Type: application/x-amz-json-1.0\r\n"+
+					"X-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Length: 1000\r\n\r\n{\"a\":")
+				// The server must have read the head (and so begun the
+				// request) before the close for the close to abort it: a
+				// read that times out is that proof enough, an answer or EOF
+				// is not expected and is reported.
+				conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				var b [1]byte
+				if n, err := conn.Read(b[:]); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("a partial request got %d bytes, %v; want no answer until the body is complete", n, err)
+				}
+				conn.Close()
+			}
+			// Node handles the close on its next turn; a dying server
+			// refuses connections well within this.
+			var err error
+			for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+				if _, err = c.ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatalf("ListTables after 3 aborted requests: %v; dynalite died (is scripts/dynalite-guard.js preloaded?)", err)
+			}
+		})
+	}
 }
