@@ -42,6 +42,13 @@ var ErrBreakerOpen = errors.New("memo: circuit breaker open: backend skipped")
 // breaker of its own, so that one stalled server does not make calls skip
 // the others.
 //
+// A [LocalTier]'s invalidations go through a breaker of their own, in
+// front of its [Invalidator], with the same settings: the channel's faults
+// do not make data calls skip the backend, nor the backend's hold
+// invalidations back. An invalidation it skips is owed, as one whose
+// publish failed (see [Invalidator]); the tier's renewed subscription
+// closes it.
+//
 // Only calls that reach for the backend probe it: with a [LocalTier] in
 // front, an open breaker stays open while every call is answered locally.
 // The client's own recovery adds to the cooldown: go-redis, after a port
@@ -85,6 +92,7 @@ type breaker struct {
 	cooldown  int64
 	clock     clock
 	backend   string // the backend's type, for logs and observers
+	publish   bool   // in front of an Invalidator's Publish, not a backend
 
 	open     atomic.Bool
 	fails    atomic.Int64 // consecutive faults
@@ -104,7 +112,8 @@ type breaker struct {
 const maxShards = 1024
 
 type breakerKey struct {
-	b         Backend
+	target    any // a Backend, or an Invalidator when publish is set
+	publish   bool
 	threshold int
 	cooldown  time.Duration
 	clock     clock
@@ -115,15 +124,32 @@ var breakers sync.Map // breakerKey → *breaker
 // breakerFor returns the breaker of backend b with these settings, shared
 // when b can be a map key; nil when the breaker is off.
 func breakerFor(b Backend, threshold int, cooldown time.Duration, c clock) *breaker {
-	if b == nil || threshold <= 0 {
+	if b == nil {
 		return nil
 	}
-	nb := &breaker{threshold: int64(threshold), cooldown: int64(cooldown), clock: c, backend: fmt.Sprintf("%T", b)}
+	return sharedBreaker(breakerKey{b, false, threshold, cooldown, c})
+}
+
+// publishBreakerFor returns the breaker in front of inv's Publish with
+// these settings: an Invalidator's faults are the channel's, not the
+// backend's, and open a breaker of their own.
+func publishBreakerFor(inv Invalidator, threshold int, cooldown time.Duration, c clock) *breaker {
+	if inv == nil {
+		return nil
+	}
+	return sharedBreaker(breakerKey{inv, true, threshold, cooldown, c})
+}
+
+func sharedBreaker(k breakerKey) *breaker {
+	if k.threshold <= 0 {
+		return nil
+	}
+	nb := &breaker{threshold: int64(k.threshold), cooldown: int64(k.cooldown), clock: k.clock, backend: fmt.Sprintf("%T", k.target), publish: k.publish}
 	nb.root = nb
-	if !reflect.TypeOf(b).Comparable() || !reflect.TypeOf(c).Comparable() {
+	if !reflect.TypeOf(k.target).Comparable() || !reflect.TypeOf(k.clock).Comparable() {
 		return nb
 	}
-	got, _ := breakers.LoadOrStore(breakerKey{b, threshold, cooldown, c}, nb)
+	got, _ := breakers.LoadOrStore(k, nb)
 	return got.(*breaker)
 }
 
@@ -190,13 +216,23 @@ func (b *breaker) done(probe bool, err error, fault bool) {
 func (b *breaker) changed(open bool, err error) {
 	ctx := context.Background()
 	attrs := []slog.Attr{slog.String("backend", b.backend)}
+	if b.publish {
+		attrs[0].Key = "invalidator"
+	}
 	if b.shard != "" {
 		attrs = append(attrs, slog.String("shard", b.shard))
 	}
-	if open {
+	switch {
+	case open:
 		attrs = append(attrs, slog.Int64("faults", b.threshold), slog.Duration("cooldown", time.Duration(b.cooldown)), slog.Any("err", err))
-		slog.Default().LogAttrs(ctx, slog.LevelWarn, "memo: backend circuit breaker opened: calls skip the backend until a probe succeeds", attrs...)
-	} else {
+		msg := "memo: backend circuit breaker opened: calls skip the backend until a probe succeeds"
+		if b.publish {
+			msg = "memo: invalidation circuit breaker opened: invalidations are held until a probe succeeds or the subscription is renewed"
+		}
+		slog.Default().LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
+	case b.publish:
+		slog.Default().LogAttrs(ctx, slog.LevelInfo, "memo: invalidation circuit breaker closed: invalidations are published again", attrs...)
+	default:
 		slog.Default().LogAttrs(ctx, slog.LevelInfo, "memo: backend circuit breaker closed: the backend answers again", attrs...)
 	}
 	r := b.root

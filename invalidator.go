@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -27,8 +28,12 @@ type Invalidation struct {
 // use.
 type Invalidator interface {
 	// Publish sends inv to every subscriber, the publisher's own included.
-	// memo bounds it by the function's Timeout; an error is reported to
-	// OnError, and the other processes' copies then live at most LocalTTL.
+	// memo bounds it by the function's Timeout, behind a circuit breaker
+	// of the Invalidator's own (see [Breaker]). An error is reported to
+	// OnError and the invalidation is owed: the LocalTier publishes it
+	// again, for the whole namespace, once one of its publishes goes
+	// through or its subscription is renewed. Until then the other
+	// processes' copies live, at most LocalTTL.
 	Publish(ctx context.Context, inv Invalidation) error
 	// Subscribe delivers every invalidation published from now on to s,
 	// on one goroutine, in the order received, until the returned stop
@@ -40,6 +45,10 @@ type Invalidator interface {
 }
 
 // Subscriber receives what an [Invalidator] delivers. A [LocalTier] is one.
+// Renewed may call the Invalidator's Publish (a LocalTier publishes there
+// the invalidations it owes) and waits for it, bounded by a function's
+// Timeout: an Invalidator must not hold a lock that Publish needs while it
+// calls Renewed.
 type Subscriber interface {
 	Invalidate(inv Invalidation)
 	Lost()
@@ -152,11 +161,115 @@ func (t *localTier) Lost() {
 }
 
 // Renewed flushes the tier (messages were missed meanwhile) and uses it
-// again.
+// again. The channel answers again: the tier pays what it owes (see
+// owed), and the breakers in front of its publishing close.
 func (t *localTier) Renewed() {
 	t.bumpAll()
 	t.s.ClearAll()
 	t.bypass.Store(false)
+	if t.inv != nil {
+		t.owed.settle(t)
+	}
+}
+
+// owed is what a tier owes the other processes: the namespaces of the
+// invalidations it could not publish (Publish failed, or a breaker skipped
+// it), each to be published again as one for the whole namespace, so that
+// no other process keeps a copy of an answer this one overwrote or dropped
+// beyond the channel's fault. It is paid after any publish of the tier
+// that goes through (pay), and when the tier's subscription is renewed
+// (settle). A namespace-wide invalidation sent after the missed one's
+// write landed drops whatever it would have dropped.
+//
+// mu guards ns; owing is set while ns is not empty, so that a publish
+// that went through checks a flag, not a lock. breakers are the circuit
+// breakers in front of the tier's publishing, by function configuration
+// (registered by state.load); timeout bounds settle's publishes.
+type owed struct {
+	owing    atomic.Bool
+	timeout  atomic.Int64 // a function's Timeout, in ns
+	mu       sync.Mutex
+	ns       map[string]struct{}
+	breakers map[*breaker]struct{}
+}
+
+// owe records that inv could not be published.
+func (o *owed) owe(inv Invalidation) {
+	o.mu.Lock()
+	if o.ns == nil {
+		o.ns = make(map[string]struct{})
+	}
+	o.ns[inv.Namespace] = struct{}{}
+	o.owing.Store(true)
+	o.mu.Unlock()
+}
+
+// register adds a breaker in front of the tier's publishing, and a
+// timeout for settle.
+func (o *owed) register(b *breaker, timeout time.Duration) {
+	o.timeout.Store(int64(timeout))
+	if b == nil {
+		return
+	}
+	o.mu.Lock()
+	if o.breakers == nil {
+		o.breakers = make(map[*breaker]struct{})
+	}
+	o.breakers[b] = struct{}{}
+	o.mu.Unlock()
+}
+
+// pay publishes, through publish, a namespace-wide invalidation for each
+// namespace owed, from origin; one that fails is owed again. It reports
+// whether nothing is owed any more.
+func (o *owed) pay(origin string, publish func(Invalidation) error) bool {
+	if !o.owing.Load() {
+		return true
+	}
+	o.mu.Lock()
+	ns := o.ns
+	o.ns = nil
+	o.owing.Store(false)
+	o.mu.Unlock()
+	paid := true
+	for n := range ns {
+		inv := Invalidation{Origin: origin, Namespace: n}
+		if publish(inv) != nil {
+			o.owe(inv)
+			paid = false
+		}
+	}
+	return paid
+}
+
+// settle runs when t's subscription is renewed: it pays what t owes,
+// straight through the Invalidator (a renewed subscription is the sign
+// the channel answers; no breaker is asked), each publish bounded by a
+// function's Timeout, and, once nothing is owed, closes the breakers in
+// front of t's publishing, so that the next invalidation goes out rather
+// than wait for a probe.
+func (o *owed) settle(t *localTier) {
+	d := time.Duration(o.timeout.Load())
+	if d <= 0 {
+		d = DefaultTimeout
+	}
+	paid := o.pay(t.id, func(inv Invalidation) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return safely(func() error { return t.inv.Publish(ctx, inv) })
+	})
+	if !paid {
+		return
+	}
+	o.mu.Lock()
+	bs := make([]*breaker, 0, len(o.breakers))
+	for b := range o.breakers {
+		bs = append(bs, b)
+	}
+	o.mu.Unlock()
+	for _, b := range bs {
+		b.done(false, nil, false)
+	}
 }
 
 // The tier counts invalidations per bucket of keys, so that a copy read
@@ -211,8 +324,8 @@ type Announcer interface {
 }
 
 // ErrNotPublished is wrapped by the error of [Announcer.WriteAnnounce]
-// when its write landed and only its publish failed: the other processes'
-// copies then live at most their LocalTTL.
+// when its write landed and only its publish failed: memo reports it and
+// owes the invalidation, as when [Invalidator.Publish] fails.
 var ErrNotPublished = errors.New("memo: written, but the invalidation was not published")
 
 // Write is a write or delete memo asks an [Announcer] for.

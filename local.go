@@ -27,6 +27,7 @@ type localTier struct {
 	stop   func()                    // ends the subscription
 	bypass atomic.Bool               // not subscribed: neither read nor filled
 	seqs   [seqBuckets]atomic.Uint64 // invalidations seen, per bucket of keys
+	owed   owed                      // invalidations not yet published
 }
 
 // item is one answer in the local tier. It is never modified once stored.

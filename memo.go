@@ -43,16 +43,17 @@ type Func[A, R any] struct {
 // the package defaults.
 type state struct {
 	config
-	gen      uint64
-	ns       string                             // the function's namespace
-	stats    *counters                          // the function's
-	breaker  *breaker                           // in front of remote; nil: none
-	announce Announcer                          // remote, when it publishes the local tier's invalidations
-	sharded  Sharded                            // remote, when it has a breaker per shard
-	nsKey    string                             // prefix:namespace
-	localNS  string                             // the local tier's short name for nsKey
-	sysClock bool                               // clock is the system's
-	orphan   func(context.Context, *PanicError) // reports a panic no caller received
+	gen        uint64
+	ns         string                             // the function's namespace
+	stats      *counters                          // the function's
+	breaker    *breaker                           // in front of remote; nil: none
+	pubBreaker *breaker                           // in front of local.inv's Publish; nil: none
+	announce   Announcer                          // remote, when it publishes the local tier's invalidations
+	sharded    Sharded                            // remote, when it has a breaker per shard
+	nsKey      string                             // prefix:namespace
+	localNS    string                             // the local tier's short name for nsKey
+	sysClock   bool                               // clock is the system's
+	orphan     func(context.Context, *PanicError) // reports a panic no caller received
 }
 
 // result is what one flight yields: an answer computed by fn, or an entry
@@ -155,8 +156,15 @@ func (f *Func[A, R]) load() *state {
 	if s.observer != nil {
 		f.attach(s.observer)
 	}
-	if a, ok := s.remote.(Announcer); ok && s.local != nil && s.local.inv != nil && a.Announces(s.local.inv) {
-		s.announce = a
+	if s.local != nil && s.local.inv != nil {
+		if a, ok := s.remote.(Announcer); ok && a.Announces(s.local.inv) {
+			s.announce = a
+		}
+		s.pubBreaker = publishBreakerFor(s.local.inv, s.breakerThreshold, s.breakerCooldown, s.clock)
+		if s.pubBreaker != nil {
+			s.pubBreaker.watch(f, f.ns, s.observer)
+		}
+		s.local.owed.register(s.pubBreaker, s.timeout)
 	}
 	f.st.Store(s)
 	return s
@@ -670,8 +678,13 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 			werr = lerr
 		}
 	}
-	if stored && s.remote != nil && !announced {
+	switch {
+	case stored && s.remote != nil && !announced:
 		perr = s.publish(ctx, key)
+	case announced && perr != nil: // written, not published
+		s.local.owed.owe(s.invalidation(key))
+	case announced && werr == nil:
+		s.paid(ctx)
 	}
 	res.entry.Stored = stored
 	return werr, perr
@@ -856,11 +869,16 @@ func (f *Func[A, R]) read(ctx context.Context, s *state, key string, budget time
 // The bound is a context closed by a timer shared by every call in
 // flight: a runtime timer per call would cost a microsecond and a thread
 // wake-up.
-func (s *state) call(ctx context.Context, d time.Duration, name, key string, op func(context.Context) error) (err error) {
+func (s *state) call(ctx context.Context, d time.Duration, name, key string, op func(context.Context) error) error {
 	b, probe, ok := s.allow(ctx, key)
 	if !ok {
 		return ErrBreakerOpen
 	}
+	return s.run(ctx, b, probe, d, name, op)
+}
+
+// run is call once breaker b (nil: none) let the call through.
+func (s *state) run(ctx context.Context, b *breaker, probe bool, d time.Duration, name string, op func(context.Context) error) (err error) {
 	var start int64
 	if s.observer != nil {
 		start = s.clock.Mono()
@@ -1132,20 +1150,56 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 // namespace; "": all of them) was written or dropped, when the function's
 // local tier has an Invalidator, and returns why it could not: the caller
 // reports it (their copies then live at most LocalTTL).
+//
+// An invalidation that is not published (a fault, or the breaker in front
+// of publishing skipped it) is owed: the tier publishes it again, for the
+// whole namespace, once a publish goes through or its subscription is
+// renewed (see owed).
 func (s *state) publish(ctx context.Context, key string) error {
 	if s.local == nil || s.local.inv == nil {
 		return nil
 	}
 	inv := s.invalidation(key)
-	return s.call(ctx, s.timeout, "publish", "", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) })
+	if err := s.send(ctx, inv); err != nil {
+		s.local.owed.owe(inv)
+		return err
+	}
+	s.paid(ctx)
+	return nil
+}
+
+// send publishes inv through the breaker in front of publishing.
+func (s *state) send(ctx context.Context, inv Invalidation) error {
+	b, probe := s.pubBreaker, false
+	if b != nil {
+		var ok bool
+		if ok, probe = b.allow(); !ok {
+			return ErrBreakerOpen
+		}
+	}
+	return s.run(ctx, b, probe, s.timeout, "publish", func(bctx context.Context) error { return s.local.inv.Publish(bctx, inv) })
+}
+
+// paid pays what the tier owes after one of its invalidations went out.
+func (s *state) paid(ctx context.Context) {
+	s.local.owed.pay(s.local.id, func(inv Invalidation) error { return s.send(ctx, inv) })
 }
 
 // published reports an Announcer's failed publish after a write that
-// landed, which is then no error of the write.
+// landed, which is then no error of the write, and owes its invalidation;
+// after one that went out, it pays what the tier owes.
 func (s *state) published(ctx context.Context, key string, err error) error {
 	if errors.Is(err, ErrNotPublished) {
+		ik := key
+		if key == s.nsKey { // Clear's
+			ik = ""
+		}
+		s.local.owed.owe(s.invalidation(ik))
 		s.report(ctx, "publish", key, err)
 		return nil
+	}
+	if err == nil {
+		s.paid(ctx)
 	}
 	return err
 }

@@ -50,7 +50,8 @@ type Stats struct {
 	// and were answered by what it stored.
 	LeaseWaits uint64
 	// BackendSkips counts remote-tier calls skipped because the circuit
-	// [Breaker] was open.
+	// [Breaker] was open (not invalidations held by the breaker in front
+	// of publishing).
 	BackendSkips uint64
 }
 
@@ -192,7 +193,7 @@ type BreakerChange struct {
 	Open      bool      // true: the breaker opened; false: it closed
 	Err       error     // the fault that opened it; nil when it closed
 	At        time.Time // when it changed
-	Backend   string    // the backend's type, such as "*redisbackend.Backend"
+	Backend   string    // the backend's type, such as "*redisbackend.Backend"; for the breaker in front of publishing, the Invalidator's ("*redisbackend.PubSub")
 	Shard     string    // the shard whose breaker changed ([Sharded]); "" for the backend's own
 }
 

@@ -65,8 +65,7 @@ import (
 //
 // Asserted: no call fails (any phase); no same-process stale answer and
 // no cross-process stale answer past tierLagBound while healthy (pre, and
-// post unless inherited; with the channel on the killed master, late
-// cross-process answers in the post phase are a known defect, reported); no redundant run of fn while healthy (pre, and
+// post unless inherited); no redundant run of fn while healthy (pre, and
 // post unless the version was stored on the killed master's slots before
 // healthy); after the load stops, every key answers at least its last
 // committed version in both processes. Everything in the failover phase is
@@ -77,8 +76,11 @@ func TestClusterFailoverTierAndLease(t *testing.T) {
 	redisBinaries(t) // skip, unless in CI, when redis-server is missing
 	// The invalidation channel (one shard, sharded pub/sub) on the master
 	// that dies: both subscriptions are lost and renewed on the promoted
-	// replica. Or on a master that stays up: the tiers stay Ready through
-	// the failover while the writes to the dead master's slots fail.
+	// replica, and each process's publishes fail meanwhile (they are owed,
+	// and paid when its subscription is renewed; before that was so, the
+	// other process missed invalidations for up to 1.4 s after healthy).
+	// Or on a master that stays up: the tiers stay Ready through the
+	// failover while the writes to the dead master's slots fail.
 	t.Run("channel-on-victim", func(t *testing.T) { tierFailover(t, true) })
 	t.Run("channel-on-survivor", func(t *testing.T) { tierFailover(t, false) })
 }
@@ -596,26 +598,12 @@ func tierFailover(t *testing.T, channelOnVictim bool) {
 		switch {
 		case ph == "post" && onVictim[c.key] && r.latest.ret < healthyAt:
 			r.kind = ph + "/inherited-" + kind
-		case channelOnVictim && ph == "post" && !r.same && time.Duration(r.lag) > tierLagBound:
-			// A known defect, not fixed (found 2026-12-03, in 3 of 6
-			// runs, the code of 07d4e56 included): after the channel's
-			// own master failed over, a process whose tier is Ready
-			// again can miss the other process's invalidations for
-			// 0.6–1.4 s, late in the post phase. Reported, not asserted;
-			// same-process staleness and the final audit still are, and
-			// channel-on-survivor asserts everything.
-			r.kind = "post/cross-late"
 		default:
 			r.kind = ph + "/" + kind
 		}
 		counts[r.kind]++
 		lags[r.kind] = append(lags[r.kind], r.lag)
 		healthyPhase := ph == "pre" || ph == "post" && !strings.Contains(r.kind, "inherited")
-		if r.kind == "post/cross-late" {
-			t.Logf("KNOWN DEFECT: process %d answered Call(%d) version %d at %s, %s after process %d's commit of version %d",
-				c.proc, c.key, c.ver, ms(c.t0), ms(r.lag), r.first.proc, r.first.ver)
-			continue
-		}
 		if healthyPhase && (r.same || time.Duration(r.lag) > tierLagBound) {
 			violations = append(violations, r)
 		}
