@@ -1182,6 +1182,9 @@ func (s *state) send(ctx context.Context, inv Invalidation) error {
 
 // paid pays what the tier owes after one of its invalidations went out.
 func (s *state) paid(ctx context.Context) {
+	if !s.local.owed.owing.Load() {
+		return
+	}
 	s.local.owed.pay(s.local.id, func(inv Invalidation) error { return s.send(ctx, inv) })
 }
 
