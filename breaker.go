@@ -44,10 +44,12 @@ var ErrBreakerOpen = errors.New("memo: circuit breaker open: backend skipped")
 //
 // A [LocalTier]'s invalidations go through a breaker of their own, in
 // front of its [Invalidator], with the same settings: the channel's faults
-// do not make data calls skip the backend, nor the backend's hold
-// invalidations back. An invalidation it skips is owed, as one whose
-// publish failed (see [Invalidator]); the tier's renewed subscription
-// closes it.
+// do not make data calls skip the backend. An invalidation it skips is
+// owed, as one whose publish failed (see [Invalidator]); the tier's
+// renewed subscription, or a retry that pays what it owes, closes it.
+// (With an [Announcer] the invalidation travels with the write, behind
+// the backend's breaker: a skipped write publishes nothing, and changed
+// nothing to invalidate.)
 //
 // Only calls that reach for the backend probe it: with a [LocalTier] in
 // front, an open breaker stays open while every call is answered locally.

@@ -31,3 +31,24 @@ func SetLogInterval(d time.Duration) (restore func()) {
 	logInterval = d
 	return func() { logInterval = old }
 }
+
+// OwedRetry reports whether l has a retry of what it owes scheduled, and,
+// when run is set, runs it now instead of at its time (as its timer would:
+// nothing while the subscription is lost, and another retry if it fails).
+func OwedRetry(l *LocalTier, run bool) (pending bool) {
+	o, t := &l.t.owed, l.t
+	o.mu.Lock()
+	tm := o.timer
+	pending = tm != nil
+	if run && pending && tm.Stop() {
+		o.timer = nil
+		o.mu.Unlock()
+		o.wg.Done()
+		if !t.bypass.Load() && o.owing.Load() && !o.settle(t) {
+			o.schedule(t, owedRetry)
+		}
+		return pending
+	}
+	o.mu.Unlock()
+	return pending
+}

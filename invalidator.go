@@ -32,7 +32,8 @@ type Invalidator interface {
 	// of the Invalidator's own (see [Breaker]). An error is reported to
 	// OnError and the invalidation is owed: the LocalTier publishes it
 	// again, for the whole namespace, once one of its publishes goes
-	// through or its subscription is renewed. Until then the other
+	// through, when its subscription is renewed, and otherwise by a retry
+	// every 500 ms while its subscription holds. Until then the other
 	// processes' copies live, at most LocalTTL.
 	Publish(ctx context.Context, inv Invalidation) error
 	// Subscribe delivers every invalidation published from now on to s,
@@ -46,9 +47,10 @@ type Invalidator interface {
 
 // Subscriber receives what an [Invalidator] delivers. A [LocalTier] is one.
 // Renewed may call the Invalidator's Publish (a LocalTier publishes there
-// the invalidations it owes) and waits for it, bounded by a function's
-// Timeout: an Invalidator must not hold a lock that Publish needs while it
-// calls Renewed.
+// the invalidations it owes, before it is used again) and waits for it:
+// for at most the longest Timeout of the tier's functions, or until
+// LocalTier.Close. An Invalidator must not hold a lock that Publish needs
+// while it calls Renewed.
 type Subscriber interface {
 	Invalidate(inv Invalidation)
 	Lost()
@@ -87,6 +89,7 @@ func NewLocalTier(maxBytes int64, inv Invalidator) *LocalTier {
 		rand.Read(id[:])
 		t.id = hex.EncodeToString(id[:])
 		t.inv = inv
+		t.owed.start()
 		t.bypass.Store(true) // until the first subscription is in place
 		t.stop = inv.Subscribe(t)
 	}
@@ -96,9 +99,11 @@ func NewLocalTier(maxBytes int64, inv Invalidator) *LocalTier {
 // Close ends the tier's subscription, if any, and flushes and bypasses it
 // from then on.
 func (l *LocalTier) Close() {
+	l.t.owed.close()
 	if l.t.stop != nil {
 		l.t.stop()
 	}
+	l.t.owed.wait()
 	l.t.Lost()
 }
 
@@ -161,53 +166,83 @@ func (t *localTier) Lost() {
 }
 
 // Renewed flushes the tier (messages were missed meanwhile) and uses it
-// again. The channel answers again: the tier pays what it owes (see
-// owed), and the breakers in front of its publishing close.
+// again. The channel answers again: before the tier is used, it pays what
+// it owes (see owed), and the breakers in front of its publishing close.
 func (t *localTier) Renewed() {
 	t.bumpAll()
 	t.s.ClearAll()
-	t.bypass.Store(false)
-	if t.inv != nil {
-		t.owed.settle(t)
+	if t.inv != nil && !t.owed.settle(t) {
+		t.owed.schedule(t, owedRetry)
 	}
+	t.bypass.Store(false)
 }
+
+// owedRetry is how often a tier whose subscription holds tries again to
+// pay what it owes, when no publish of its own pays it first.
+const owedRetry = DefaultBreakerCooldown
 
 // owed is what a tier owes the other processes: the namespaces of the
 // invalidations it could not publish (Publish failed, or a breaker skipped
-// it), each to be published again as one for the whole namespace, so that
-// no other process keeps a copy of an answer this one overwrote or dropped
-// beyond the channel's fault. It is paid after any publish of the tier
-// that goes through (pay), and when the tier's subscription is renewed
-// (settle). A namespace-wide invalidation sent after the missed one's
-// write landed drops whatever it would have dropped.
+// it, or a write under an Announcer failed in a way that may have landed),
+// each to be published again as one for the whole namespace, so that no
+// other process keeps a copy of an answer this one overwrote or dropped
+// for longer than the channel's fault. A namespace-wide invalidation sent
+// after the missed one's write landed drops whatever it would have
+// dropped. It is paid by the tier's next publish that goes through (pay,
+// on the caller's goroutine), when its subscription is renewed (settle,
+// before the tier is used again), and otherwise by a retry every
+// owedRetry while the subscription holds (settle, on a timer's
+// goroutine), so that a debt made after a renewal is not left to LocalTTL.
 //
-// mu guards ns; owing is set while ns is not empty, so that a publish
-// that went through checks a flag, not a lock. breakers are the circuit
-// breakers in front of the tier's publishing, by function configuration
-// (registered by state.load); timeout bounds settle's publishes.
+// mu guards ns, breakers, timer and closed; owing is set while ns is not
+// empty, so that a publish that went through checks a flag, not a lock.
+// breakers are the circuit breakers in front of the tier's publishing
+// (registered by state.load); timeout, the longest Timeout of the
+// functions on the tier, bounds settle's publishes; ctx, ended by
+// LocalTier.Close, too. wg counts the retry timer's runs, which Close
+// waits for.
 type owed struct {
-	owing    atomic.Bool
-	timeout  atomic.Int64 // a function's Timeout, in ns
+	owing   atomic.Bool
+	timeout atomic.Int64 // ns
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
 	mu       sync.Mutex
 	ns       map[string]struct{}
 	breakers map[*breaker]struct{}
+	timer    *time.Timer // a retry scheduled; nil: none
+	closed   bool
 }
 
-// owe records that inv could not be published.
-func (o *owed) owe(inv Invalidation) {
+// start readies o for a tier with an Invalidator.
+func (o *owed) start() { o.ctx, o.cancel = context.WithCancel(context.Background()) }
+
+// owe records that inv could not be published, and has t retry.
+func (o *owed) owe(t *localTier, inv Invalidation) {
+	o.add(inv.Namespace)
+	o.schedule(t, owedRetry)
+}
+
+func (o *owed) add(ns string) {
 	o.mu.Lock()
 	if o.ns == nil {
 		o.ns = make(map[string]struct{})
 	}
-	o.ns[inv.Namespace] = struct{}{}
+	o.ns[ns] = struct{}{}
 	o.owing.Store(true)
 	o.mu.Unlock()
 }
 
 // register adds a breaker in front of the tier's publishing, and a
-// timeout for settle.
+// function's Timeout, for settle.
 func (o *owed) register(b *breaker, timeout time.Duration) {
-	o.timeout.Store(int64(timeout))
+	for {
+		old := o.timeout.Load()
+		if int64(timeout) <= old || o.timeout.CompareAndSwap(old, int64(timeout)) {
+			break
+		}
+	}
 	if b == nil {
 		return
 	}
@@ -220,8 +255,8 @@ func (o *owed) register(b *breaker, timeout time.Duration) {
 }
 
 // pay publishes, through publish, a namespace-wide invalidation for each
-// namespace owed, from origin; one that fails is owed again. It reports
-// whether nothing is owed any more.
+// namespace owed, from origin, until one fails: that one and those not
+// tried are owed again. It reports whether nothing is owed any more.
 func (o *owed) pay(origin string, publish func(Invalidation) error) bool {
 	if !o.owing.Load() {
 		return true
@@ -231,35 +266,35 @@ func (o *owed) pay(origin string, publish func(Invalidation) error) bool {
 	o.ns = nil
 	o.owing.Store(false)
 	o.mu.Unlock()
-	paid := true
+	var failed bool
 	for n := range ns {
-		inv := Invalidation{Origin: origin, Namespace: n}
-		if publish(inv) != nil {
-			o.owe(inv)
-			paid = false
+		if !failed && publish(Invalidation{Origin: origin, Namespace: n}) == nil {
+			continue
 		}
+		failed = true
+		o.add(n)
 	}
-	return paid
+	return !failed
 }
 
-// settle runs when t's subscription is renewed: it pays what t owes,
-// straight through the Invalidator (a renewed subscription is the sign
-// the channel answers; no breaker is asked), each publish bounded by a
-// function's Timeout, and, once nothing is owed, closes the breakers in
-// front of t's publishing, so that the next invalidation goes out rather
-// than wait for a probe.
-func (o *owed) settle(t *localTier) {
+// settle pays what t owes straight through the Invalidator (no breaker is
+// asked: it runs when the channel is known or presumed to answer), each
+// publish bounded by the longest Timeout of t's functions and by Close.
+// Once nothing is owed it closes the breakers in front of t's publishing,
+// so that the next invalidation goes out rather than wait for a probe. It
+// reports whether nothing is owed.
+func (o *owed) settle(t *localTier) bool {
 	d := time.Duration(o.timeout.Load())
 	if d <= 0 {
 		d = DefaultTimeout
 	}
 	paid := o.pay(t.id, func(inv Invalidation) error {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
+		ctx, cancel := context.WithTimeout(o.ctx, d)
 		defer cancel()
 		return safely(func() error { return t.inv.Publish(ctx, inv) })
 	})
 	if !paid {
-		return
+		return false
 	}
 	o.mu.Lock()
 	bs := make([]*breaker, 0, len(o.breakers))
@@ -270,7 +305,49 @@ func (o *owed) settle(t *localTier) {
 	for _, b := range bs {
 		b.done(false, nil, false)
 	}
+	return true
 }
+
+// schedule has t try to pay after d, unless a try is already scheduled
+// or the tier is closed. A try while the subscription is lost does
+// nothing: the renewal pays.
+func (o *owed) schedule(t *localTier, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed || o.timer != nil || o.ctx == nil {
+		return
+	}
+	o.wg.Add(1)
+	o.timer = time.AfterFunc(d, func() {
+		defer o.wg.Done()
+		o.mu.Lock()
+		o.timer = nil
+		o.mu.Unlock()
+		if t.bypass.Load() || !o.owing.Load() {
+			return
+		}
+		if !o.settle(t) {
+			o.schedule(t, owedRetry)
+		}
+	})
+}
+
+// close ends o's retries and cancels settle's publishes; wait then waits
+// for a retry under way.
+func (o *owed) close() {
+	o.mu.Lock()
+	o.closed = true
+	if o.timer != nil && o.timer.Stop() {
+		o.wg.Done()
+	}
+	o.timer = nil
+	o.mu.Unlock()
+	if o.cancel != nil {
+		o.cancel()
+	}
+}
+
+func (o *owed) wait() { o.wg.Wait() }
 
 // The tier counts invalidations per bucket of keys, so that a copy read
 // from the backend before an invalidation arrived is not kept after it:

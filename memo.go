@@ -654,6 +654,9 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 			if !stored {
 				// The lease was voided (an invalidation in some process)
 				// or lost: the answer is not kept here either.
+				if announced {
+					s.oweIfUnsure(ctx, key, werr)
+				}
 				res.entry.Stored = false
 				return werr, perr
 			}
@@ -682,9 +685,11 @@ func (f *Func[A, R]) write(ctx context.Context, s *state, key string, res *resul
 	case stored && s.remote != nil && !announced:
 		perr = s.publish(ctx, key)
 	case announced && perr != nil: // written, not published
-		s.local.owed.owe(s.invalidation(key))
+		s.owe(key)
 	case announced && werr == nil:
 		s.paid(ctx)
+	case announced:
+		s.oweIfUnsure(ctx, key, werr)
 	}
 	res.entry.Stored = stored
 	return werr, perr
@@ -1094,7 +1099,9 @@ func (f *Func[A, R]) drop(ctx context.Context, s *state, key string) error {
 		}
 		return s.remote.Delete(bctx, key)
 	})
-	if s.announce == nil {
+	if s.announce != nil {
+		s.oweIfUnsure(ctx, key, err)
+	} else {
 		if perr := s.publish(ctx, key); perr != nil {
 			s.report(ctx, "publish", key, perr)
 		}
@@ -1135,7 +1142,9 @@ func (f *Func[A, R]) Clear(ctx context.Context) error {
 		}
 		return c.Clear(ctx, s.nsKey)
 	})
-	if s.announce == nil {
+	if s.announce != nil {
+		s.oweIfUnsure(ctx, "", err)
+	} else {
 		if perr := s.publish(ctx, ""); perr != nil {
 			s.report(ctx, "publish", s.nsKey, perr)
 		}
@@ -1161,11 +1170,30 @@ func (s *state) publish(ctx context.Context, key string) error {
 	}
 	inv := s.invalidation(key)
 	if err := s.send(ctx, inv); err != nil {
-		s.local.owed.owe(inv)
+		s.local.owed.owe(s.local, inv)
 		return err
 	}
 	s.paid(ctx)
 	return nil
+}
+
+// owe records that the invalidation of key (a key of this namespace, or
+// the namespace key or "" for all of it) is owed.
+func (s *state) owe(key string) {
+	if key == s.nsKey {
+		key = ""
+	}
+	s.local.owed.owe(s.local, s.invalidation(key))
+}
+
+// oweIfUnsure owes key's invalidation after an Announcer's write failed
+// in a way that may have landed (a fault: a timeout, a broken connection;
+// not a skip, a refusal for size, nor the caller's own cancellation): its
+// publish may not have gone out with it.
+func (s *state) oweIfUnsure(ctx context.Context, key string, err error) {
+	if err != nil && !errors.Is(err, ErrBreakerOpen) && isFault(ctx, err) {
+		s.owe(key)
+	}
 }
 
 // send publishes inv through the breaker in front of publishing.
@@ -1193,11 +1221,7 @@ func (s *state) paid(ctx context.Context) {
 // after one that went out, it pays what the tier owes.
 func (s *state) published(ctx context.Context, key string, err error) error {
 	if errors.Is(err, ErrNotPublished) {
-		ik := key
-		if key == s.nsKey { // Clear's
-			ik = ""
-		}
-		s.local.owed.owe(s.invalidation(ik))
+		s.owe(key)
 		s.report(ctx, "publish", key, err)
 		return nil
 	}
