@@ -131,47 +131,15 @@ func (a announcing) WriteAnnounce(ctx context.Context, w memo.Write, inv memo.In
 // after the channel is back (a Redis Cluster failover of the channel's
 // master did both: the other process served the old answer for seconds).
 func TestInvalidationOwedAfterChannelFault(t *testing.T) {
-	type proc struct {
-		ep     *endpoint
-		tier   *memo.LocalTier
-		f      *memo.Func[int, string]
-		faults []error
-	}
-	setup := func(t *testing.T, announce bool) (clk *memo.FakeClock, a, b *proc) {
-		clk = memo.NewFakeClock(time.Now())
-		ch := &channel{}
-		shared := oneShardStore{memory.New()}
-		ns := fmt.Sprintf("owed-%s-%d", t.Name(), time.Now().UnixNano())
-		var src sync.Map // id → answer: the source of truth fn reads
-		mk := func() *proc {
-			p := &proc{ep: ch.endpoint()}
-			p.tier = memo.NewLocalTier(1<<20, p.ep)
-			var store memo.Backend = shared
-			if announce {
-				store = announcing{shared, p.ep}
-			}
-			t.Cleanup(p.tier.Close)
-			p.f = memo.New(func(_ context.Context, id int) (string, error) {
-				v, _ := src.Load(id)
-				s, _ := v.(string)
-				return s, nil
-			}, memo.Namespace(ns), memo.WithBackend(store), memo.WithLocalTier(p.tier), memo.WithClock(clk),
-				memo.Expire(time.Hour), memo.OnError(func(_ context.Context, err error) { p.faults = append(p.faults, err) }))
-			return p
+	setup := func(t *testing.T, announce bool) (*memo.FakeClock, *reviewProc, *reviewProc) {
+		var storeA func(oneShardStore, *endpoint) memo.Backend
+		if announce {
+			storeA = func(s oneShardStore, ep *endpoint) memo.Backend { return announcing{s, ep} }
 		}
-		a, b = mk(), mk()
-		src.Store(1, "v1")
-		ctx := context.Background()
-		if got, err := b.f.Call(ctx, 1); got != "v1" || err != nil {
-			t.Fatalf("Call(1) = %q, %v, want v1", got, err)
-		}
-		if got, _ := b.f.Lookup(ctx, 1, 0); !got.Cached {
-			t.Fatalf("Lookup(1) after Call: not cached; the test needs B's copy")
-		}
-		return clk, a, b
+		return reviewSetup(t, nil, storeA)
 	}
 	ctx := context.Background()
-	wantB := func(t *testing.T, b *proc, want, when string) {
+	wantB := func(t *testing.T, b *reviewProc, want, when string) {
 		t.Helper()
 		if got, err := b.f.Call(ctx, 1); got != want || err != nil {
 			t.Errorf("%s: other process Call(1) = %q, %v, want %q", when, got, err, want)
@@ -190,8 +158,8 @@ func TestInvalidationOwedAfterChannelFault(t *testing.T) {
 				if err := a.f.Set(ctx, 1, "v2"); err != nil {
 					t.Fatalf("Set = %v, want nil (the write landed; only the publish failed)", err)
 				}
-				if len(a.faults) != 1 || !errors.Is(a.faults[0], errChannelDown) {
-					t.Errorf("OnError got %v, want the publish's fault", a.faults)
+				if len(a.errs) != 1 || !errors.Is(a.errs[0], errChannelDown) {
+					t.Errorf("OnError got %v, want the publish's fault", a.errs)
 				}
 				a.ep.setDown(false)
 				a.ep.bounce() // the publisher's subscription comes back
